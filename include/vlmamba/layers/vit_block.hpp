@@ -1,0 +1,171 @@
+// The pre-norm encoder block shared by CLIP and SigLIP (transformers modeling_clip.py: CLIPEncoderLayer;
+// modeling_siglip.py: SiglipEncoderLayer):
+//   x = x + out_proj(attention(LN1(x)))      attention: softmax(q kᵀ / √head_dim) v per head, no mask
+//   x = x + fc2(act(fc1(LN2(x))))            act: quick_gelu (CLIP), gelu_pytorch_tanh (SigLIP) or exact gelu
+// q, k and v come from one GEMM against the three weights stacked at load time.
+#pragma once
+#include <cmath>
+#include <string>
+#include <string_view>
+
+#include "vlmamba/layers/param.hpp"
+#include "vlmamba/ops/attention.hpp"
+#include "vlmamba/ops/elementwise.hpp"
+#include "vlmamba/ops/gemm.hpp"
+#include "vlmamba/ops/norm.hpp"
+
+namespace vlmamba {
+
+// The MLP activations of the ViT configs (`hidden_act`).
+enum class VitAct { QuickGelu, Gelu, GeluTanh };
+
+// "quick_gelu", "gelu" (erf), "gelu_pytorch_tanh" or "gelu_new" (both tanh); otherwise an error listing them.
+VitAct parse_vit_act(std::string_view name, const std::string& where);
+// y = act(y + b) in place; y: (N, I) contiguous f32, b: (I).
+void bias_act_inplace(Tensor& y, const Tensor& b, VitAct act);
+
+struct VitAttention {
+    struct Config { int hidden = 0, heads = 0; };
+    Config cfg;
+    Tensor qkv_weight;       // (3C, C): q_proj, k_proj, v_proj weights stacked
+    Tensor qkv_bias;         // (3C)
+    Tensor out_proj_weight;  // (C, C)
+    Tensor out_proj_bias;    // (C)
+
+    // `prefix` ends with "self_attn.".
+    static VitAttention load(const Config& c, const std::string& prefix, const ParamSource& src);
+    Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
+};
+
+struct VitMlp {
+    struct Config { int hidden = 0, intermediate = 0; VitAct act = VitAct::Gelu; };
+    Config cfg;
+    Tensor fc1_weight, fc1_bias;  // (I, C), (I)
+    Tensor fc2_weight, fc2_bias;  // (C, I), (C)
+
+    static VitMlp load(const Config& c, const std::string& prefix, const ParamSource& src);
+    Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
+};
+
+struct VitBlock {
+    struct Config {
+        int hidden = 0, heads = 0, intermediate = 0;
+        float eps = 1e-5f;
+        VitAct act = VitAct::Gelu;
+    };
+    Config cfg;
+    Tensor layer_norm1_weight, layer_norm1_bias;  // (C)
+    VitAttention self_attn;
+    Tensor layer_norm2_weight, layer_norm2_bias;  // (C)
+    VitMlp mlp;
+
+    // `prefix` ends with "layers.{i}.".
+    static VitBlock load(const Config& c, const std::string& prefix, const ParamSource& src);
+    Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
+    void forward_inplace(Tensor& x) const;  // x: (N, C) contiguous f32, updated in place
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------------------------
+
+inline VitAct parse_vit_act(std::string_view name, const std::string& where) {
+    if (name == "quick_gelu") return VitAct::QuickGelu;
+    if (name == "gelu") return VitAct::Gelu;
+    if (name == "gelu_pytorch_tanh" || name == "gelu_new") return VitAct::GeluTanh;
+    fail("vision_config", where, ": hidden_act '", name,
+         "' is not supported: expected quick_gelu, gelu, gelu_pytorch_tanh or gelu_new");
+}
+
+inline void bias_act_inplace(Tensor& y, const Tensor& b, VitAct act) {
+    switch (act) {
+        case VitAct::QuickGelu: assign(y, quick_gelu(y + b)); break;
+        case VitAct::Gelu: assign(y, gelu(y + b)); break;
+        case VitAct::GeluTanh: assign(y, gelu_tanh(y + b)); break;
+    }
+}
+
+inline VitAttention VitAttention::load(const Config& c, const std::string& p, const ParamSource& src) {
+    const std::int64_t C = c.hidden;
+    VitAttention a;
+    a.cfg = c;
+    const char* names[3] = {"q_proj.", "k_proj.", "v_proj."};
+    Tensor w[3], b[3];
+    for (int i = 0; i < 3; ++i) {
+        w[i] = src.fetch(p + names[i] + "weight", {C, C});
+        b[i] = src.fetch(p + names[i] + "bias", {C});
+    }
+    a.out_proj_weight = src.fetch(p + "out_proj.weight", {C, C});
+    a.out_proj_bias = src.fetch(p + "out_proj.bias", {C});
+    if (w[0].defined() && w[1].defined() && w[2].defined() && b[0].defined() && b[1].defined() && b[2].defined()) {
+        a.qkv_weight = Tensor::empty({3 * C, C});  // (3C, C)
+        a.qkv_bias = Tensor::empty({3 * C});       // (3C)
+        for (std::int64_t i = 0; i < 3; ++i) {
+            Tensor wd = a.qkv_weight.slice(0, i * C, (i + 1) * C), bd = a.qkv_bias.slice(0, i * C, (i + 1) * C);
+            copy_into(wd, w[i]);
+            copy_into(bd, b[i]);
+        }
+    }
+    return a;
+}
+
+inline Tensor VitAttention::forward(const Tensor& x) const {
+    const std::int64_t N = x.size(0), C = cfg.hidden;
+    check_shape("vit_attention", "input", x, {N, C});
+    const Tensor qkv = linear(x, qkv_weight, qkv_bias);  // (N, 3C) = [q | k | v]
+    const float scale = 1.f / std::sqrt(float(C / cfg.heads));
+    const Tensor ctx = attention(qkv.slice(1, 0, C), qkv.slice(1, C, 2 * C), qkv.slice(1, 2 * C, 3 * C), cfg.heads,
+                                 scale);                   // (N, C)
+    return linear(ctx, out_proj_weight, out_proj_bias);   // (N, C)
+}
+
+inline VitMlp VitMlp::load(const Config& c, const std::string& p, const ParamSource& src) {
+    const std::int64_t C = c.hidden, I = c.intermediate;
+    VitMlp m;
+    m.cfg = c;
+    m.fc1_weight = src.fetch(p + "fc1.weight", {I, C});
+    m.fc1_bias = src.fetch(p + "fc1.bias", {I});
+    m.fc2_weight = src.fetch(p + "fc2.weight", {C, I});
+    m.fc2_bias = src.fetch(p + "fc2.bias", {C});
+    return m;
+}
+
+inline Tensor VitMlp::forward(const Tensor& x) const {
+    Tensor h = linear(x, fc1_weight);           // (N, I)
+    bias_act_inplace(h, fc1_bias, cfg.act);     // act(fc1(x)) with the bias fused
+    return linear(h, fc2_weight, fc2_bias);     // (N, C)
+}
+
+inline VitBlock VitBlock::load(const Config& c, const std::string& p, const ParamSource& src) {
+    const std::int64_t C = c.hidden;
+    VLM_CHECK(c.heads > 0 && c.hidden % c.heads == 0, "vit_block", "expected num_attention_heads dividing ",
+              "hidden_size, got ", c.heads, " heads for hidden_size ", c.hidden);
+    VitBlock b;
+    b.cfg = c;
+    b.layer_norm1_weight = src.fetch(p + "layer_norm1.weight", {C});
+    b.layer_norm1_bias = src.fetch(p + "layer_norm1.bias", {C});
+    b.self_attn = VitAttention::load({c.hidden, c.heads}, p + "self_attn.", src);
+    b.layer_norm2_weight = src.fetch(p + "layer_norm2.weight", {C});
+    b.layer_norm2_bias = src.fetch(p + "layer_norm2.bias", {C});
+    b.mlp = VitMlp::load({c.hidden, c.intermediate, c.act}, p + "mlp.", src);
+    return b;
+}
+
+inline void VitBlock::forward_inplace(Tensor& x) const {
+    check_shape("vit_block", "input", x, {x.ndim() == 2 ? x.size(0) : -1, cfg.hidden});
+    VLM_CHECK(x.dtype() == DType::F32 && x.is_contiguous(), "vit_block", "expected a contiguous F32 residual, got ",
+              dtype_name(x.dtype()));
+    // modeling_clip.py: CLIPEncoderLayer.forward (the same in SiglipEncoderLayer)
+    const Tensor a = self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps));  // (N, C)
+    assign(x, x + a);
+    const Tensor m = mlp.forward(layer_norm(x, layer_norm2_weight, layer_norm2_bias, cfg.eps));        // (N, C)
+    assign(x, x + m);
+}
+
+inline Tensor VitBlock::forward(const Tensor& x) const {
+    Tensor y = x.dtype() == DType::F32 ? x.clone() : x.to(DType::F32);  // (N, C) contiguous copy
+    forward_inplace(y);
+    return y;
+}
+
+}  // namespace vlmamba

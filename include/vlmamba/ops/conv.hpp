@@ -1,0 +1,127 @@
+// Causal depthwise conv1d over time (Mamba), its single-step update, and SiLU fused on request.
+#pragma once
+#include <cstring>
+
+#include "vlmamba/core/parallel.hpp"
+#include "vlmamba/core/tensor.hpp"
+#include "vlmamba/ops/functors.hpp"
+
+namespace vlmamba {
+
+// y_t[c] = b[c] + Σ_j w[c, j] · x_{t−K+1+j}[c], x_{<0} = 0  (PyTorch Conv1d, padding K−1, first L outputs).
+// x: (L, E) f32 with unit channel stride (any row stride); w: (E, K) or (E, 1, K); b: (E) or undefined.
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& b, bool silu);  // -> (L, E)
+
+// One decode step for B sequences: shifts x (B, E) into state (B, E, K) (oldest first) and returns the conv output.
+Tensor causal_conv1d_update(Tensor& state, const Tensor& x, const Tensor& w, const Tensor& b, bool silu);  // (B, E)
+
+namespace ref {
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& b, bool silu);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace detail {
+inline Tensor conv_weight_2d(const Tensor& w, std::int64_t E, const char* op) {
+    Tensor w2 = w.ndim() == 3 && w.size(1) == 1 ? w.contiguous().reshape({w.size(0), w.size(2)}) : w;
+    VLM_CHECK(w2.ndim() == 2 && w2.size(0) == E, op, "weight has shape ", shape_str(w.shape()),
+              ", expected (", E, ", K) or (", E, ", 1, K)");
+    return w2.to(DType::F32);
+}
+inline void check_conv_bias(const Tensor& b, std::int64_t E, const char* op) {
+    if (b.defined())
+        VLM_CHECK(b.ndim() == 1 && b.size(0) == E, op, "bias has shape ", shape_str(b.shape()), ", expected (", E, ",)");
+}
+}  // namespace detail
+
+inline Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& b, bool silu) {
+    constexpr const char* op = "causal_conv1d";
+    VLM_CHECK(x.ndim() == 2, op, "x has shape ", shape_str(x.shape()), ", expected (L, E)");
+    const std::int64_t L = x.size(0), E = x.size(1);
+    const Tensor wt = detail::conv_weight_2d(w, E, op);  // (E, K)
+    detail::check_conv_bias(b, E, op);
+    const std::int64_t K = wt.size(1);
+    const Tensor xc = x.dtype() == DType::F32 && x.stride(1) == 1 ? x : x.contiguous().to(DType::F32);
+    const std::int64_t ldx = xc.stride(0);
+    // Transposed taps (K, E) so the inner loop runs over contiguous channels.
+    Tensor wk = wt.transpose(0, 1).contiguous();  // (K, E)
+    Tensor bias = b.defined() ? b.to(DType::F32) : Tensor::zeros({E});
+    Tensor y = Tensor::empty({L, E});  // (L, E)
+    const float* xp = xc.data<float>();
+    const float* wp = wk.data<float>();
+    const float* bp = bias.data<float>();
+    float* yp = y.data<float>();
+    using B = fn::batch;
+    constexpr std::int64_t W = B::size;
+    parallel_for(L, [&](std::int64_t t) {
+        float* yr = yp + t * E;
+        std::memcpy(yr, bp, std::size_t(E) * 4);
+        for (std::int64_t j = 0; j < K; ++j) {
+            const std::int64_t s = t - K + 1 + j;
+            if (s < 0) continue;
+            const float* xr = xp + s * ldx;
+            const float* wr = wp + j * E;
+            std::int64_t c = 0;
+            for (; c + W <= E; c += W)
+                xsimd::fma(B::load_unaligned(wr + c), B::load_unaligned(xr + c), B::load_unaligned(yr + c))
+                    .store_unaligned(yr + c);
+            for (; c < E; ++c) yr[c] += wr[c] * xr[c];
+        }
+        if (silu) {
+            std::int64_t c = 0;
+            for (; c + W <= E; c += W) fn::Silu{}(B::load_unaligned(yr + c)).store_unaligned(yr + c);
+            for (; c < E; ++c) yr[c] = fn::Silu{}(yr[c]);
+        }
+    }, E * K);
+    return y;
+}
+
+inline Tensor causal_conv1d_update(Tensor& state, const Tensor& x, const Tensor& w, const Tensor& b, bool silu) {
+    constexpr const char* op = "causal_conv1d_update";
+    VLM_CHECK(x.ndim() == 2, op, "x has shape ", shape_str(x.shape()), ", expected (B, E)");
+    const std::int64_t Bn = x.size(0), E = x.size(1);
+    const Tensor wt = detail::conv_weight_2d(w, E, op);  // (E, K)
+    detail::check_conv_bias(b, E, op);
+    const std::int64_t K = wt.size(1);
+    check_shape(op, "state", state, {Bn, E, K});
+    VLM_CHECK(state.dtype() == DType::F32 && state.is_contiguous(), op, "expected a contiguous F32 state");
+    const Tensor xc = x.to(DType::F32);
+    const Tensor bias = b.defined() ? b.to(DType::F32) : Tensor::zeros({E});
+    Tensor y = Tensor::empty({Bn, E});  // (B, E)
+    float* sp = state.data<float>();
+    const float* wp = wt.data<float>();
+    parallel_for(Bn * E, [&](std::int64_t i) {
+        const std::int64_t c = i % E;
+        float* s = sp + i * K;
+        std::memmove(s, s + 1, std::size_t(K - 1) * 4);
+        s[K - 1] = xc.data<float>()[i];
+        float acc = bias.data<float>()[c];
+        for (std::int64_t j = 0; j < K; ++j) acc += wp[c * K + j] * s[j];
+        y.data<float>()[i] = silu ? fn::Silu{}(acc) : acc;
+    }, K * 4);
+    return y;
+}
+
+namespace ref {
+inline Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& b, bool silu) {
+    const std::int64_t L = x.size(0), E = x.size(1);
+    const Tensor wt = detail::conv_weight_2d(w, E, "ref::causal_conv1d");
+    const std::int64_t K = wt.size(1);
+    Tensor y = Tensor::empty({L, E});
+    for (std::int64_t t = 0; t < L; ++t)
+        for (std::int64_t c = 0; c < E; ++c) {
+            double acc = b.defined() ? b.at({c}) : 0.0;
+            for (std::int64_t j = 0; j < K; ++j) {
+                const std::int64_t s = t - K + 1 + j;
+                if (s >= 0) acc += double(wt.at({c, j})) * x.at({s, c});
+            }
+            const float v = float(acc);
+            y.data<float>()[t * E + c] = silu ? v / (1.f + std::exp(-v)) : v;
+        }
+    return y;
+}
+}  // namespace ref
+
+}  // namespace vlmamba

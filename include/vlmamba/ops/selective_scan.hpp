@@ -1,0 +1,246 @@
+// Selective scan (Mamba-1 S6, SPEC §4.3) and its single-step decode update (SPEC §4.4):
+// POD argument structs, the variant tags, the scalar reference and the dispatch.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "vlmamba/core/error.hpp"
+
+namespace vlmamba {
+
+// ---------------------------------------------------------------------------------------------
+// Declarations
+// ---------------------------------------------------------------------------------------------
+
+// Arguments of one scan over B sequences of L steps, E channels and N states; all fp32, row-major.
+// Row strides (ld_*) are in elements between consecutive time steps; 0 means contiguous (E for
+// u, delta, z, y and N for Bm, Cm). The batch stride is L * row stride.
+struct ScanArgs {
+    int batch, length, d_inner, d_state;  // B, L, E, N (1 <= N <= 64)
+    const float* u;                       // (B, L, E)  input x
+    const float* delta;                   // (B, L, E)  dt before softplus (if delta_softplus)
+    const float* A;                       // (E, N)     already negative: A = -exp(A_log)
+    const float* Bm;                      // (B, L, N)
+    const float* Cm;                      // (B, L, N)
+    const float* D = nullptr;             // (E)        or null: y += D * u
+    const float* z = nullptr;             // (B, L, E)  or null: y *= silu(z)
+    const float* delta_bias = nullptr;    // (E)        or null: added before softplus
+    bool delta_softplus = true;
+    float* h = nullptr;                   // (B, E, N)  initial state (if h_in), final state (if non-null)
+    bool h_in = false;
+    float* y;                             // (B, L, E)  output
+    int ld_u = 0, ld_delta = 0, ld_z = 0, ld_y = 0, ld_bc = 0;
+};
+
+// Arguments of one recurrent decode step for B sequences (mamba_ssm selective_state_update).
+// Row strides (ld_*) are in elements between consecutive sequences; 0 means contiguous.
+struct StateUpdateArgs {
+    int batch, d_inner, d_state;         // B, E, N (1 <= N <= 64)
+    float* h;                            // (B, E, N)  state, updated in place
+    const float* x;                      // (B, E)
+    const float* delta;                  // (B, E)  dt before softplus (if delta_softplus)
+    const float* A;                      // (E, N)  already negative
+    const float* Bm;                     // (B, N)
+    const float* Cm;                     // (B, N)
+    const float* D = nullptr;            // (E)     or null
+    const float* z = nullptr;            // (B, E)  or null: y *= silu(z)
+    const float* delta_bias = nullptr;   // (E)     or null: added before softplus
+    bool delta_softplus = true;
+    float* y;                            // (B, E)  output
+    int ld_x = 0, ld_delta = 0, ld_z = 0, ld_y = 0, ld_bc = 0;
+};
+
+// Scan variants: the scalar reference; vectorised across d_state (a horizontal sum per step);
+// vectorised across channels (states in registers, time loop innermost, threads over channels).
+struct ScanRef {};
+struct ScanStates {};
+struct ScanChannels {};
+
+template <class V>
+concept ScanVariant =
+    std::is_same_v<V, ScanRef> || std::is_same_v<V, ScanStates> || std::is_same_v<V, ScanChannels>;
+
+inline constexpr int scan_max_state = 64;
+
+// Validation; throws vlmamba::Error "[selective_scan] expected ..., got ...".
+inline void check(const ScanArgs& a);
+inline void check(const StateUpdateArgs& a);
+
+// Runs the scan; n_threads = 0 uses the OpenMP default. Writes y and, if a.h, the final state.
+template <ScanVariant V = ScanChannels>
+void selective_scan(const ScanArgs& a, int n_threads = 0);
+
+// One decode step: h = exp(dt A) h + (dt x) B, y = h C + D x, y *= silu(z).
+template <ScanVariant V = ScanChannels>
+void selective_state_update(const StateUpdateArgs& a, int n_threads = 0);
+
+namespace ref {
+inline float softplus(float x);
+inline float silu(float x);
+inline void selective_scan(const ScanArgs& a);
+inline void selective_state_update(const StateUpdateArgs& a);
+}  // namespace ref
+
+namespace cpu {  // defined in vlmamba/cpu/selective_scan.hpp
+inline void selective_scan_states(const ScanArgs& a, int n_threads);
+inline void selective_scan_channels(const ScanArgs& a, int n_threads);
+inline void selective_state_update(const StateUpdateArgs& a, int n_threads);
+}  // namespace cpu
+
+// ---------------------------------------------------------------------------------------------
+// Implementations
+// ---------------------------------------------------------------------------------------------
+
+namespace detail {
+inline std::int64_t scan_row_stride(int ld, int contiguous) { return ld != 0 ? ld : contiguous; }
+}  // namespace detail
+
+inline void check(const ScanArgs& a) {
+    constexpr const char* op = "selective_scan";
+    VLM_CHECK(a.batch >= 1 && a.length >= 1 && a.d_inner >= 1, op,
+              "expected batch, length, d_inner >= 1, got (B, L, E) = (", a.batch, ", ", a.length, ", ",
+              a.d_inner, ")");
+    VLM_CHECK(a.d_state >= 1 && a.d_state <= scan_max_state, op, "expected d_state in [1, ",
+              scan_max_state, "], got ", a.d_state);
+    VLM_CHECK(a.u && a.delta && a.A && a.Bm && a.Cm && a.y, op,
+              "expected non-null u, delta, A, Bm, Cm and y, got null ",
+              !a.u ? "u" : !a.delta ? "delta" : !a.A ? "A" : !a.Bm ? "Bm" : !a.Cm ? "Cm" : "y");
+    VLM_CHECK(!a.h_in || a.h, op, "expected a state pointer h with h_in = true, got null");
+    const int lds[4] = {a.ld_u, a.ld_delta, a.ld_z, a.ld_y};
+    const char* names[4] = {"ld_u", "ld_delta", "ld_z", "ld_y"};
+    for (int i = 0; i < 4; ++i)
+        VLM_CHECK(lds[i] == 0 || lds[i] >= a.d_inner, op, "expected ", names[i], " = 0 or >= d_inner = ",
+                  a.d_inner, ", got ", lds[i]);
+    VLM_CHECK(a.ld_bc == 0 || a.ld_bc >= a.d_state, op, "expected ld_bc = 0 or >= d_state = ", a.d_state,
+              ", got ", a.ld_bc);
+}
+
+inline void check(const StateUpdateArgs& a) {
+    constexpr const char* op = "selective_state_update";
+    VLM_CHECK(a.batch >= 1 && a.d_inner >= 1, op, "expected batch, d_inner >= 1, got (B, E) = (", a.batch,
+              ", ", a.d_inner, ")");
+    VLM_CHECK(a.d_state >= 1 && a.d_state <= scan_max_state, op, "expected d_state in [1, ",
+              scan_max_state, "], got ", a.d_state);
+    VLM_CHECK(a.h && a.x && a.delta && a.A && a.Bm && a.Cm && a.y, op,
+              "expected non-null h, x, delta, A, Bm, Cm and y, got null ",
+              !a.h    ? "h"
+              : !a.x  ? "x"
+              : !a.delta ? "delta"
+              : !a.A  ? "A"
+              : !a.Bm ? "Bm"
+              : !a.Cm ? "Cm"
+                      : "y");
+    const int lds[4] = {a.ld_x, a.ld_delta, a.ld_z, a.ld_y};
+    const char* names[4] = {"ld_x", "ld_delta", "ld_z", "ld_y"};
+    for (int i = 0; i < 4; ++i)
+        VLM_CHECK(lds[i] == 0 || lds[i] >= a.d_inner, op, "expected ", names[i], " = 0 or >= d_inner = ",
+                  a.d_inner, ", got ", lds[i]);
+    VLM_CHECK(a.ld_bc == 0 || a.ld_bc >= a.d_state, op, "expected ld_bc = 0 or >= d_state = ", a.d_state,
+              ", got ", a.ld_bc);
+}
+
+namespace ref {
+
+// torch.nn.functional.softplus with beta 1, threshold 20.
+inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// Mirrors mamba_ssm selective_scan_interface.py: selective_scan_ref, channel by channel.
+inline void selective_scan(const ScanArgs& a) {
+    check(a);
+    const int L = a.length, E = a.d_inner, N = a.d_state;
+    const std::int64_t ldu = detail::scan_row_stride(a.ld_u, E), ldd = detail::scan_row_stride(a.ld_delta, E);
+    const std::int64_t ldz = detail::scan_row_stride(a.ld_z, E), ldy = detail::scan_row_stride(a.ld_y, E);
+    const std::int64_t ldbc = detail::scan_row_stride(a.ld_bc, N);
+    float h[scan_max_state];
+    for (int b = 0; b < a.batch; ++b) {
+        const float* u = a.u + b * L * ldu;          // (L, E)
+        const float* dl = a.delta + b * L * ldd;     // (L, E)
+        const float* z = a.z ? a.z + b * L * ldz : nullptr;
+        const float* Bm = a.Bm + b * L * ldbc;       // (L, N)
+        const float* Cm = a.Cm + b * L * ldbc;       // (L, N)
+        float* y = a.y + b * L * ldy;                // (L, E)
+        for (int c = 0; c < E; ++c) {
+            float* hs = a.h ? a.h + (std::int64_t(b) * E + c) * N : nullptr;  // (N)
+            for (int n = 0; n < N; ++n) h[n] = a.h_in ? hs[n] : 0.0f;
+            const float* Ac = a.A + std::int64_t(c) * N;                   // (N)
+            for (int t = 0; t < L; ++t) {
+                float dt = dl[t * ldd + c] + (a.delta_bias ? a.delta_bias[c] : 0.0f);
+                if (a.delta_softplus) dt = softplus(dt);
+                const float ut = u[t * ldu + c];
+                const float du = dt * ut;
+                float yt = 0.0f;
+                for (int n = 0; n < N; ++n) {
+                    // x = deltaA * x + deltaB_u;  y = einsum(x, C)
+                    h[n] = std::exp(dt * Ac[n]) * h[n] + du * Bm[t * ldbc + n];
+                    yt += h[n] * Cm[t * ldbc + n];
+                }
+                if (a.D) yt += a.D[c] * ut;                 // out = y + u * D
+                if (z) yt *= silu(z[t * ldz + c]);          // out = out * silu(z)
+                y[t * ldy + c] = yt;
+            }
+            if (hs)
+                for (int n = 0; n < N; ++n) hs[n] = h[n];
+        }
+    }
+}
+
+// Mirrors mamba_ssm selective_state_update_ref; same arithmetic, in the same order, as one step
+// of ref::selective_scan.
+inline void selective_state_update(const StateUpdateArgs& a) {
+    check(a);
+    const int E = a.d_inner, N = a.d_state;
+    const std::int64_t ldx = detail::scan_row_stride(a.ld_x, E), ldd = detail::scan_row_stride(a.ld_delta, E);
+    const std::int64_t ldz = detail::scan_row_stride(a.ld_z, E), ldy = detail::scan_row_stride(a.ld_y, E);
+    const std::int64_t ldbc = detail::scan_row_stride(a.ld_bc, N);
+    for (int b = 0; b < a.batch; ++b) {
+        const float* Bm = a.Bm + b * ldbc;  // (N)
+        const float* Cm = a.Cm + b * ldbc;  // (N)
+        for (int c = 0; c < E; ++c) {
+            float* h = a.h + (std::int64_t(b) * E + c) * N;  // (N)
+            const float* Ac = a.A + std::int64_t(c) * N;     // (N)
+            float dt = a.delta[b * ldd + c] + (a.delta_bias ? a.delta_bias[c] : 0.0f);
+            if (a.delta_softplus) dt = softplus(dt);
+            const float xt = a.x[b * ldx + c];
+            const float dx = dt * xt;
+            float yt = 0.0f;
+            for (int n = 0; n < N; ++n) {
+                h[n] = std::exp(dt * Ac[n]) * h[n] + dx * Bm[n];
+                yt += h[n] * Cm[n];
+            }
+            if (a.D) yt += a.D[c] * xt;
+            if (a.z) yt *= silu(a.z[b * ldz + c]);
+            a.y[b * ldy + c] = yt;
+        }
+    }
+}
+
+}  // namespace ref
+
+template <ScanVariant V>
+void selective_scan(const ScanArgs& a, int n_threads) {
+    if constexpr (std::is_same_v<V, ScanRef>) {
+        (void)n_threads;
+        ref::selective_scan(a);
+    } else if constexpr (std::is_same_v<V, ScanStates>) {
+        cpu::selective_scan_states(a, n_threads);
+    } else {
+        cpu::selective_scan_channels(a, n_threads);
+    }
+}
+
+template <ScanVariant V>
+void selective_state_update(const StateUpdateArgs& a, int n_threads) {
+    if constexpr (std::is_same_v<V, ScanRef>) {
+        (void)n_threads;
+        ref::selective_state_update(a);
+    } else {
+        cpu::selective_state_update(a, n_threads);  // one vectorised kernel (across d_state)
+    }
+}
+
+}  // namespace vlmamba
+
+#include "vlmamba/cpu/selective_scan.hpp"

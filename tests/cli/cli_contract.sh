@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# CLI contract (SPEC §8.3): exit codes, one-line errors on stderr, --print-ids on stdout, greedy ids vs transformers.
+# Usage: cli_contract.sh VLMAMBA_BINARY DATA_DIR
+set -u
+bin=$1
+data=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+# inspect: every bad corpus file exits 1 with exactly one stderr line naming the file; good ones exit 0.
+for f in "$data"/safetensors/bad_*; do
+  name=$(basename "$f")
+  "$bin" inspect "$f" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  [ $rc -eq 1 ] || bad "inspect $name: exit $rc, expected 1"
+  [ "$(wc -l <"$tmp/err")" -eq 1 ] || bad "inspect $name: stderr has $(wc -l <"$tmp/err") lines, expected 1"
+  grep -q "$name" "$tmp/err" || bad "inspect $name: stderr does not name the file: $(cat "$tmp/err")"
+done
+for f in "$data"/safetensors/good_*; do
+  "$bin" inspect "$f" >"$tmp/out" 2>"$tmp/err" || bad "inspect $(basename "$f"): exit $?, expected 0: $(cat "$tmp/err")"
+done
+
+# generate --print-ids: stdout carries only the JSON list; greedy ids equal transformers' (golden greedy_ids).
+read_ids() {  # the I64 tensor $2 of safetensors file $1, as "a, b, c"
+  python3 - "$1" "$2" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', raw[:8])[0]
+h = json.loads(raw[8:8 + n])[sys.argv[2]]
+b, e = h['data_offsets']
+vals = struct.unpack('<%dq' % ((e - b) // 8), raw[8 + n + b:8 + n + e])
+print(', '.join(map(str, vals)))
+PY
+}
+for cfg in tiny-tied tiny-untied; do
+  golden="$data/mamba/$cfg/golden.safetensors"
+  prompt=$(read_ids "$golden" input_ids | tr -d ' ')
+  expect="[$(read_ids "$golden" greedy_ids)]"
+  for v in hf-f32 ssm-f32; do
+    got=$("$bin" generate -m "$data/mamba/$cfg/$v" --ids "$prompt" --temp 0 --print-ids --ignore-eos -n 24 2>"$tmp/err")
+    [ "$got" = "$expect" ] || bad "generate $cfg/$v: got $got, expected $expect"
+  done
+done
+
+# Bad input: an id past the embedding, an empty prompt, a missing model dir, an unknown subcommand option.
+"$bin" generate -m "$data/mamba/tiny-tied/hf-f32" --ids 5,100000 -n 2 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "outside the embedding" "$tmp/err" || bad "out-of-range id: $(cat "$tmp/err")"
+"$bin" generate -m "$data/mamba/tiny-tied/hf-f32" --ids "" -n 2 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "non-empty prompt" "$tmp/err" || bad "empty prompt: $(cat "$tmp/err")"
+"$bin" generate -m "$data/mamba/tiny-tied/hf-f32" -p "hi" -n 2 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "tokenizer.json" "$tmp/err" || bad "-p without tokenizer: $(cat "$tmp/err")"
+
+# logits: writes (L, V) float32.
+"$bin" logits -m "$data/mamba/tiny-untied/hf-f32" --ids 3,4,5 -o "$tmp/l.safetensors" 2>/dev/null || bad "logits exit $?"
+"$bin" inspect "$tmp/l.safetensors" | grep -q "logits.*F32.*(3, 128)" || bad "logits shape: $("$bin" inspect "$tmp/l.safetensors")"
+
+for sub in inspect generate logits tokenize detokenize; do
+  "$bin" "$sub" --help >/dev/null || bad "$sub --help"
+done
+
+[ $fails -eq 0 ] && echo "cli contract: all checks passed"
+exit $((fails > 0))
