@@ -1,0 +1,223 @@
+// Image decoding: PNG, JPEG, BMP and GIF (first frame) through stb_image, to 8-bit RGB.
+//
+// Channels are converted as PIL's Image.convert("RGB") does (what transformers' convert_to_rgb calls):
+// gray is replicated, alpha is dropped (no compositing), a GIF's transparent index keeps its palette colour,
+// 16-bit gray is clipped to 255. EXIF orientation is not applied (HF's processors take the image as given). The size is checked from the header, before any
+// pixel is decoded (SPEC §8.1: at most 16384 pixels per side and 2^28 pixels). Every error names the file.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "vlmamba/core/error.hpp"
+#include "vlmamba/io/stb_image_impl.hpp"
+
+namespace vlmamba {
+
+// ---------------------------------------------------------------------------------------------------------
+// Declarations
+// ---------------------------------------------------------------------------------------------------------
+
+// An 8-bit RGB image, rows top to bottom.
+struct Image {
+    int width = 0, height = 0;
+    std::vector<std::uint8_t> rgb;  // (H, W, 3) interleaved
+};
+
+inline constexpr int kMaxImageSide = 16384;
+inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 28;
+
+// The container format from the leading bytes: "png", "jpeg", "bmp", "gif" (decodable) or "webp", "heic",
+// "heif", "avif", "tiff", "jxl", "psd" (recognised, refused) or "unknown".
+std::string_view sniff_image_format(std::span<const std::uint8_t> bytes);
+
+// Decodes an encoded image held in memory; `name` is used in error messages.
+Image decode_image(std::span<const std::uint8_t> bytes, std::string_view name);
+
+// Reads and decodes a file.
+Image load_image(const std::filesystem::path& path);
+
+// ---------------------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------------------
+
+namespace detail {
+
+inline bool bytes_equal(std::span<const std::uint8_t> b, std::size_t at, std::string_view magic) {
+    return b.size() >= at + magic.size() && std::memcmp(b.data() + at, magic.data(), magic.size()) == 0;
+}
+
+inline std::uint32_t read_be32(const std::uint8_t* p) {
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+}
+
+// A JPEG is complete when an end-of-image marker follows its first start-of-scan. Segments before the scan are
+// skipped by their lengths (an EXIF thumbnail carries its own EOI), stray bytes between segments are skipped as
+// libjpeg does; inside entropy-coded data a 0xFF byte is always followed by 0x00 or a marker, so the pair FF D9
+// can only be the real EOI. stb decodes a cut-off JPEG silently (it pads with zeros) while PIL refuses it; this
+// check restores the refusal. Returns nullptr when complete, else what is missing.
+inline const char* jpeg_incomplete(std::span<const std::uint8_t> b) {
+    std::size_t i = 2;  // after SOI
+    while (i + 4 <= b.size()) {
+        if (b[i] != 0xFF) { ++i; continue; }
+        const std::uint8_t marker = b[i + 1];
+        if (marker == 0xFF || marker == 0x00 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) {
+            ++i;
+            continue;
+        }
+        if (marker == 0xD9) return "end-of-image marker before any scan data";
+        const std::size_t len = (std::size_t{b[i + 2]} << 8) | b[i + 3];
+        if (marker == 0xDA) {  // SOS: entropy-coded data follows
+            for (std::size_t j = i + 2 + len; j + 1 < b.size(); ++j)
+                if (b[j] == 0xFF && b[j + 1] == 0xD9) return nullptr;
+            return "no end-of-image marker after the scan data";
+        }
+        i += 2 + len;
+    }
+    return "no scan data";
+}
+
+// A copy of a GIF with the transparency flag of the first frame's graphic control extension cleared. PIL opens
+// a GIF's first frame as a palette image and convert("RGB") maps a transparent index to its palette colour;
+// stb would leave those pixels black.
+inline std::vector<std::uint8_t> gif_without_transparency(std::span<const std::uint8_t> b) {
+    std::vector<std::uint8_t> out(b.begin(), b.end());
+    if (out.size() < 13) return out;
+    std::size_t i = 13;                                              // header + logical screen descriptor
+    if (out[10] & 0x80) i += 3 * (std::size_t{2} << (out[10] & 7));  // global colour table
+    while (i + 2 < out.size() && out[i] == 0x21) {                   // extensions before the first image
+        if (out[i + 1] == 0xF9 && out[i + 2] == 4 && i + 3 < out.size()) out[i + 3] &= 0xFE;
+        i += 2;
+        while (i < out.size() && out[i] != 0) i += 1 + std::size_t{out[i]};  // data sub-blocks
+        ++i;
+    }
+    return out;
+}
+
+// A 16-bit grayscale PNG, as PIL converts it: mode "I;16" (or "I") to "RGB" clips each value to 255 rather than
+// taking the high byte (which stb does, and PIL does for every other 16-bit PNG).
+inline bool png_is_gray16(std::span<const std::uint8_t> b) {
+    return b.size() >= 26 && b[24] == 16 && b[25] == 0;  // IHDR bit depth, colour type
+}
+
+}  // namespace detail
+
+inline std::string_view sniff_image_format(std::span<const std::uint8_t> b) {
+    using detail::bytes_equal;
+    if (bytes_equal(b, 0, "\x89PNG\r\n\x1a\n")) return "png";
+    if (bytes_equal(b, 0, "\xff\xd8\xff")) return "jpeg";
+    if (bytes_equal(b, 0, "GIF87a") || bytes_equal(b, 0, "GIF89a")) return "gif";
+    if (bytes_equal(b, 0, "BM")) return "bmp";
+    if (bytes_equal(b, 0, "RIFF") && bytes_equal(b, 8, "WEBP")) return "webp";
+    if (bytes_equal(b, 4, "ftyp")) {  // ISO base media file: the major brand names the codec
+        for (std::string_view brand : {"avif", "avis"})
+            if (bytes_equal(b, 8, brand)) return "avif";
+        for (std::string_view brand : {"heic", "heix", "hevc", "hevx", "heim", "heis", "hevm", "hevs"})
+            if (bytes_equal(b, 8, brand)) return "heic";
+        for (std::string_view brand : {"mif1", "msf1"})
+            if (bytes_equal(b, 8, brand)) return "heif";
+        return "unknown";
+    }
+    if (bytes_equal(b, 0, std::string_view("II*\0", 4)) || bytes_equal(b, 0, std::string_view("MM\0*", 4)))
+        return "tiff";
+    if (bytes_equal(b, 0, "\xff\x0a") || bytes_equal(b, 0, std::string_view("\0\0\0\x0cJXL ", 8))) return "jxl";
+    if (bytes_equal(b, 0, "8BPS")) return "psd";
+    return "unknown";
+}
+
+inline Image decode_image(std::span<const std::uint8_t> bytes, std::string_view name) {
+    constexpr const char* op = "load_image";
+    VLM_CHECK(!bytes.empty(), op, name, ": expected an image, got an empty file");
+    const std::string_view format = sniff_image_format(bytes);
+    if (format != "png" && format != "jpeg" && format != "bmp" && format != "gif")
+        fail(op, name, ": unsupported image format: ", format, "; expected png, jpeg, bmp or gif");
+    VLM_CHECK(bytes.size() <= static_cast<std::size_t>(INT_MAX), op, name, ": file of ", bytes.size(),
+              " bytes, expected at most ", INT_MAX);
+    const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+    const int len = static_cast<int>(bytes.size());
+
+    // Header dimensions, before decoding anything. A PNG's IHDR is read directly: stb's header parser refuses
+    // a 0-pixel PNG without saying its size.
+    std::int64_t w = 0, h = 0;
+    if (format == "png") {
+        VLM_CHECK(bytes.size() >= 24 && detail::bytes_equal(bytes, 12, "IHDR"), op, name,
+                  ": expected a PNG IHDR header, got a truncated or corrupt file");
+        w = detail::read_be32(data + 16);
+        h = detail::read_be32(data + 20);
+    } else {
+        int iw = 0, ih = 0, comp = 0;
+        if (!stbi_info_from_memory(data, len, &iw, &ih, &comp))  // stb's reason is that of its last format tried
+            fail(op, name, ": corrupt or truncated ", format, " header");
+        w = iw;
+        h = ih;
+    }
+    VLM_CHECK(w > 0 && h > 0, op, name, ": image is ", w, "x", h, ", expected a non-empty image");
+    VLM_CHECK(w <= kMaxImageSide && h <= kMaxImageSide && w * h <= kMaxImagePixels, op, name, ": image is ", w,
+              "x", h, ", expected at most ", kMaxImageSide, " pixels per side and 2^28 pixels in all");
+    if (format == "jpeg") {
+        if (const char* missing = detail::jpeg_incomplete(bytes))
+            fail(op, name, ": corrupt or truncated jpeg (", missing, ")");
+    }
+
+    int iw = 0, ih = 0, comp = 0;
+    Image img;
+    if (format == "png" && detail::png_is_gray16(bytes)) {
+        std::unique_ptr<stbi_us, void (*)(void*)> gray(stbi_load_16_from_memory(data, len, &iw, &ih, &comp, 1),
+                                                       stbi_image_free);
+        if (!gray) fail(op, name, ": corrupt or truncated png (", stbi_failure_reason(), ")");
+        VLM_CHECK(iw == w && ih == h, op, name, ": decoded ", iw, "x", ih, ", expected the header's ", w, "x", h);
+        const std::size_t n = static_cast<std::size_t>(iw) * static_cast<std::size_t>(ih);
+        img.rgb.resize(3 * n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto v = static_cast<std::uint8_t>(std::min<stbi_us>(gray.get()[i], 255));
+            img.rgb[3 * i] = img.rgb[3 * i + 1] = img.rgb[3 * i + 2] = v;
+        }
+    } else {
+        std::vector<std::uint8_t> opaque;
+        if (format == "gif") {
+            opaque = detail::gif_without_transparency(bytes);
+            data = opaque.data();
+        }
+        std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, len, &iw, &ih, &comp, 3),
+                                                         stbi_image_free);
+        if (!pixels) fail(op, name, ": corrupt or truncated ", format, " (", stbi_failure_reason(), ")");
+        VLM_CHECK(iw == w && ih == h, op, name, ": decoded ", iw, "x", ih, ", expected the header's ", w, "x", h);
+        img.rgb.assign(pixels.get(), pixels.get() + static_cast<std::size_t>(iw) * static_cast<std::size_t>(ih) * 3);
+    }
+    img.width = iw;
+    img.height = ih;
+    return img;
+}
+
+inline Image load_image(const std::filesystem::path& path) {
+    constexpr const char* op = "load_image";
+    const std::string name = path.string();
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    VLM_CHECK(std::filesystem::exists(status), op, name, ": file not found");
+    VLM_CHECK(!std::filesystem::is_directory(status), op, name, ": expected an image file, got a directory");
+
+    std::ifstream in(path, std::ios::binary);
+    VLM_CHECK(in.good(), op, name, ": cannot open file for reading");
+    std::vector<std::uint8_t> bytes;
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    VLM_CHECK(size >= 0, op, name, ": cannot read file");
+    in.seekg(0, std::ios::beg);
+    bytes.resize(static_cast<std::size_t>(size));
+    in.read(reinterpret_cast<char*>(bytes.data()), size);
+    VLM_CHECK(in.gcount() == size, op, name, ": read ", in.gcount(), " bytes, expected ", size);
+    return decode_image(bytes, name);
+}
+
+}  // namespace vlmamba
