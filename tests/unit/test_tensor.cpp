@@ -100,6 +100,15 @@ TEST_CASE("matmul and linear match the reference for views, bf16 weights and odd
         Tensor wb = bt.to(DType::BF16);
         CHECK(rel_err(linear(a, wb), ref::matmul(a, wb.to(DType::F32).transpose(0, 1))) < 1e-5);
     }
+    // The decode path (M <= 4: threaded rows of W, f32 or bf16 read in registers) on odd sizes.
+    for (auto [m, k, n] : {std::array<std::int64_t, 3>{1, 1, 1}, {1, 17, 3}, {3, 100, 1000}, {4, 1000, 33}}) {
+        Tensor x = randn({m, k}, 17), w = randn({n, k}, 18);
+        CHECK(rel_err(linear(x, w), ref::matmul(x, w.transpose(0, 1))) < 1e-5);
+        Tensor wb = w.to(DType::BF16);
+        CHECK(rel_err(linear(x, wb), ref::matmul(x, wb.to(DType::F32).transpose(0, 1))) < 1e-5);
+        Tensor xs = randn({m, k + 5}, 19).slice(1, 2, k + 2);  // strided rows
+        CHECK(rel_err(linear(xs, w), ref::matmul(xs, w.transpose(0, 1))) < 1e-5);
+    }
     Tensor a3 = randn({2, 3, 4}, 12), b3 = randn({2, 4, 5}, 13);
     Tensor c3 = matmul(a3, b3);
     CHECK(rel_err(c3.select(0, 1), ref::matmul(a3.select(0, 1), b3.select(0, 1))) < 1e-5);

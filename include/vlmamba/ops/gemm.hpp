@@ -2,6 +2,7 @@
 // Non-f32 operands (bf16/f16 weights) are converted to f32 on the fly.
 #pragma once
 #include <Eigen/Core>
+#include <bit>
 
 #include "vlmamba/core/parallel.hpp"
 #include "vlmamba/core/tensor.hpp"
@@ -38,6 +39,45 @@ void with_matrix(const Tensor& t, F&& f) {
         Tensor c = t.to(DType::F32);
         f(RowMap(c.data<float>(), c.size(0), c.size(1), Eigen::OuterStride<>(c.size(1))));
     }
+}
+
+// y (M, N) = x (M, K) · W (N, K)ᵀ for small M (decode): threads split the rows of W, each read once from memory.
+// W is contiguous f32 or bf16 (converted in registers).
+inline void gemv_rows(float* y, const float* x, std::int64_t M, std::int64_t ldx, const Tensor& w) {
+    const std::int64_t N = w.size(0), K = w.size(1);
+    using B = fn::batch;
+    constexpr std::int64_t Wd = B::size;
+    const bool bf16 = w.dtype() == DType::BF16;
+    const float* wf = bf16 ? nullptr : w.data<float>();
+    const std::uint16_t* wb = bf16 ? w.data<std::uint16_t>() : nullptr;
+    constexpr std::int64_t kRowsPerTask = 16;
+    parallel_for((N + kRowsPerTask - 1) / kRowsPerTask, [&](std::int64_t task) {
+        const std::int64_t n1 = std::min(N, (task + 1) * kRowsPerTask);
+        for (std::int64_t n = task * kRowsPerTask; n < n1; ++n) {
+            for (std::int64_t m = 0; m < M; ++m) {
+                const float* xr = x + m * ldx;
+                B acc(0.f);
+                std::int64_t k = 0;
+                if (bf16) {
+                    const std::uint16_t* wr = wb + n * K;
+                    for (; k + Wd <= K; k += Wd) {
+                        alignas(64) float wk[Wd];
+                        for (std::int64_t i = 0; i < Wd; ++i) wk[i] = std::bit_cast<float>(std::uint32_t(wr[k + i]) << 16);
+                        acc = xsimd::fma(B::load_aligned(wk), B::load_unaligned(xr + k), acc);
+                    }
+                    float s = xsimd::hadd(acc);
+                    for (; k < K; ++k) s += bf16_to_f32(wr[k]) * xr[k];
+                    y[m * N + n] = s;
+                } else {
+                    const float* wr = wf + n * K;
+                    for (; k + Wd <= K; k += Wd) acc = xsimd::fma(B::load_unaligned(wr + k), B::load_unaligned(xr + k), acc);
+                    float s = xsimd::hadd(acc);
+                    for (; k < K; ++k) s += wr[k] * xr[k];
+                    y[m * N + n] = s;
+                }
+            }
+        }
+    }, kRowsPerTask * K * M);
 }
 
 inline void matmul_2d(float* y, std::int64_t ldy, const Tensor& a, const Tensor& b) {
@@ -77,7 +117,11 @@ inline void linear_into(Tensor& y, const Tensor& x, const Tensor& w, const Tenso
     const Tensor x2 = x.ndim() == 2 ? x : x.contiguous().reshape({-1, K});  // (M, K)
     const std::int64_t M = x2.size(0);
     if (M == 0 || N == 0) return;
-    detail::matmul_2d(y.data<float>(), N, x2, w.transpose(0, 1));
+    const bool rows_ok = (w.dtype() == DType::F32 || w.dtype() == DType::BF16) && w.is_contiguous();
+    if (M <= 4 && rows_ok && x2.dtype() == DType::F32 && x2.stride(1) == 1)
+        detail::gemv_rows(y.data<float>(), x2.data<float>(), M, x2.stride(0), w);
+    else
+        detail::matmul_2d(y.data<float>(), N, x2, w.transpose(0, 1));
     if (bias.defined()) {
         const Tensor b = bias.to(DType::F32);
         const float* bp = b.data<float>();
