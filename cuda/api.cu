@@ -1,0 +1,101 @@
+// Device, memory, timing and graph entry points, the scan dispatch, and the link guard symbol.
+#include <vector>
+
+#include "common.cuh"
+#include "vlmamba/cuda/api.hpp"
+
+extern "C" int vlmamba_link_guard_built_with_cuda = 1;
+
+namespace vlmamba::cuda {
+namespace detail {
+template <class IO>
+void launch_scan(const ScanArgs& a, cudaStream_t s, int sms);
+}
+
+bool available() {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+const char* device_name() {
+    thread_local cudaDeviceProp p;
+    VLM_CUDA_CHECK(cudaGetDeviceProperties(&p, 0), "device_name");
+    return p.name;
+}
+
+int sm_count() {
+    static const int n = [] {
+        int dev = 0, v = 0;
+        VLM_CUDA_CHECK(cudaGetDevice(&dev), "sm_count");
+        VLM_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev), "sm_count");
+        return v;
+    }();
+    return n;
+}
+
+void* malloc(std::size_t bytes) {
+    void* p = nullptr;
+    VLM_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1), "malloc");
+    return p;
+}
+void free(void* p) { VLM_CUDA_CHECK(cudaFree(p), "free"); }
+void copy_h2d(void* d, const void* s, std::size_t n) { VLM_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyHostToDevice), "copy_h2d"); }
+void copy_d2h(void* d, const void* s, std::size_t n) { VLM_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToHost), "copy_d2h"); }
+void copy_d2d(void* d, const void* s, std::size_t n, Stream st) {
+    VLM_CUDA_CHECK(cudaMemcpyAsync(d, s, n, cudaMemcpyDeviceToDevice, detail::stream(st)), "copy_d2d");
+}
+void memset0(void* p, std::size_t n, Stream st) { VLM_CUDA_CHECK(cudaMemsetAsync(p, 0, n, detail::stream(st)), "memset0"); }
+void synchronize() { VLM_CUDA_CHECK(cudaDeviceSynchronize(), "synchronize"); }
+
+Stream stream_create() {
+    cudaStream_t s = nullptr;
+    VLM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream_create");
+    return s;
+}
+void stream_destroy(Stream s) { VLM_CUDA_CHECK(cudaStreamDestroy(detail::stream(s)), "stream_destroy"); }
+
+double time_us(const std::function<void()>& fn, int iters, int warmup, Stream s) {
+    for (int i = 0; i < warmup; ++i) fn();
+    cudaEvent_t e0, e1;
+    VLM_CUDA_CHECK(cudaEventCreate(&e0), "time_us");
+    VLM_CUDA_CHECK(cudaEventCreate(&e1), "time_us");
+    VLM_CUDA_CHECK(cudaEventRecord(e0, detail::stream(s)), "time_us");
+    for (int i = 0; i < iters; ++i) fn();
+    VLM_CUDA_CHECK(cudaEventRecord(e1, detail::stream(s)), "time_us");
+    VLM_CUDA_CHECK(cudaEventSynchronize(e1), "time_us");
+    float ms = 0.0f;
+    VLM_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1), "time_us");
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return 1000.0 * ms / iters;
+}
+
+Graph graph_capture(Stream s, const std::function<void()>& fn) {
+    VLM_CHECK(s != nullptr, "graph_capture", "expected a created stream, got the default stream");
+    cudaGraph_t g = nullptr;
+    VLM_CUDA_CHECK(cudaStreamBeginCapture(detail::stream(s), cudaStreamCaptureModeThreadLocal), "graph_capture");
+    fn();
+    VLM_CUDA_CHECK(cudaStreamEndCapture(detail::stream(s), &g), "graph_capture");
+    cudaGraphExec_t ex = nullptr;
+    VLM_CUDA_CHECK(cudaGraphInstantiate(&ex, g, 0), "graph_capture");
+    cudaGraphDestroy(g);
+    return Graph{ex};
+}
+void graph_launch(const Graph& g, Stream s) {
+    VLM_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(g.exec), detail::stream(s)), "graph_launch");
+}
+void graph_destroy(Graph& g) {
+    if (g.exec) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(g.exec));
+    g.exec = nullptr;
+}
+
+void selective_scan(const ScanArgs& a, DType io, Stream s) {
+    check(a);
+    VLM_CHECK(io == DType::F32 || io == DType::BF16, "selective_scan", "expected io dtype F32 or BF16, got ",
+              dtype_name(io));
+    if (io == DType::F32) detail::launch_scan<float>(a, detail::stream(s), sm_count());
+    else detail::launch_scan<__nv_bfloat16>(a, detail::stream(s), sm_count());
+    detail::check_launch("selective_scan");
+}
+
+}  // namespace vlmamba::cuda

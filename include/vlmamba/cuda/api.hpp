@@ -1,0 +1,127 @@
+// The closed box of the optional CUDA library vlmamba::cuda (STYLE 9): non-template entry points taking POD
+// arguments. No CUDA header is included here. All pointers in the argument structs are device pointers.
+// Built without CUDA, every entry point except available() throws "vlmamba was built without CUDA".
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "vlmamba/core/dtype.hpp"
+#include "vlmamba/ops/scan_args.hpp"
+
+// Link-time guard: a TU that disagrees with the linked library on VLMAMBA_WITH_CUDA references a symbol that
+// library does not define, so the program fails to link instead of misbehaving.
+#ifdef VLMAMBA_WITH_CUDA
+extern "C" int vlmamba_link_guard_built_with_cuda;
+[[maybe_unused]] static volatile int vlmamba_cuda_link_guard_ = vlmamba_link_guard_built_with_cuda;
+#else
+extern "C" int vlmamba_link_guard_built_without_cuda;
+[[maybe_unused]] static volatile int vlmamba_cuda_link_guard_ = vlmamba_link_guard_built_without_cuda;
+#endif
+
+namespace vlmamba::cuda {
+
+using Stream = void*;  // a cudaStream_t; null is the default stream
+
+// ---- device and memory --------------------------------------------------------------------------------------------
+bool available();                     // true when built with CUDA and a device is present; never throws
+const char* device_name();
+int sm_count();
+void* malloc(std::size_t bytes);
+void free(void* p);
+void copy_h2d(void* dst, const void* src, std::size_t bytes);
+void copy_d2h(void* dst, const void* src, std::size_t bytes);
+void copy_d2d(void* dst, const void* src, std::size_t bytes, Stream s = nullptr);
+void memset0(void* p, std::size_t bytes, Stream s = nullptr);
+void synchronize();
+Stream stream_create();
+void stream_destroy(Stream s);
+
+// Mean time of one call of fn in µs over iters calls on stream s, measured with CUDA events after warmup calls.
+double time_us(const std::function<void()>& fn, int iters, int warmup = 3, Stream s = nullptr);
+
+// CUDA graphs: capture everything fn enqueues on s (not the default stream), then replay it.
+struct Graph {
+    void* exec = nullptr;  // cudaGraphExec_t
+};
+Graph graph_capture(Stream s, const std::function<void()>& fn);
+void graph_launch(const Graph& g, Stream s);
+void graph_destroy(Graph& g);
+
+// ---- selective scan and decode step (SPEC §4.3, §4.4) ------------------------------------------------------------
+// io = F32: every pointer of ScanArgs holds f32. io = BF16: u, delta, z, Bm, Cm and y hold bf16 (reinterpreted),
+// while A, D, delta_bias and h stay f32; the state and the arithmetic are f32. B sequences in one launch (the VSS
+// directions go through the batch dim).
+void selective_scan(const ScanArgs& a, DType io = DType::F32, Stream s = nullptr);
+
+// One decode step for a batch, all f32 (mamba_ssm selective_state_update): softplus, state, D and gate fused.
+void selective_state_update(const StateUpdateArgs& a, Stream s = nullptr);
+
+// ---- causal depthwise conv1d (SPEC §4.2 step 2) -------------------------------------------------------------------
+struct Conv1dArgs {
+    int batch, length, d_inner, k;  // B, L, E, K (1 <= K <= 8)
+    const float* x;                 // (B, L, E), row stride ld_x (0: E), batch stride L * ld_x
+    const float* w;                 // (E, K)
+    const float* bias = nullptr;    // (E) or null
+    bool silu = true;
+    float* y;                       // (B, L, E) contiguous
+    float* state = nullptr;         // (B, E, K) or null: receives the last K pre-conv x (zero-padded), oldest first
+    int ld_x = 0;
+};
+void causal_conv1d(const Conv1dArgs& a, Stream s = nullptr);
+
+// One step: shifts x (B, E) into state (B, E, K) and writes the conv output y (B, E).
+struct ConvUpdateArgs {
+    int batch, d_inner, k;
+    float* state;                 // (B, E, K)
+    const float* x;               // (B, E), row stride ld_x (0: E)
+    const float* w;               // (E, K)
+    const float* bias = nullptr;  // (E) or null
+    bool silu = true;
+    float* y;                     // (B, E) contiguous
+    int ld_x = 0;
+};
+void causal_conv1d_update(const ConvUpdateArgs& a, Stream s = nullptr);
+
+// ---- elementwise and norm ops -------------------------------------------------------------------------------------
+// If residual: residual += x (f32, in place; x may be null to only normalise residual); the normalised rows of
+// residual (or of x when residual is null) times w go to out. w and out are f32 or bf16 (w_dtype, out_dtype).
+struct RmsNormArgs {
+    int rows, dim;
+    const float* x;         // (rows, dim) or null when residual is given
+    float* residual = nullptr;
+    const void* w;          // (dim)
+    DType w_dtype = DType::F32;
+    void* out;              // (rows, dim)
+    DType out_dtype = DType::F32;
+    float eps = 1e-5f;
+};
+void rms_norm(const RmsNormArgs& a, Stream s = nullptr);
+
+// out (n, dim) f32 = table[ids[i]] with table (vocab, dim) in f32 or bf16.
+void embedding(float* out, const void* table, DType table_dtype, const std::int32_t* ids, int n, int dim, int vocab,
+               Stream s = nullptr);
+
+void add(float* y, const float* a, const float* b, std::int64_t n, Stream s = nullptr);  // y = a + b
+void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, std::int64_t n, Stream s = nullptr);
+// Index of the largest value of each row of x (rows, cols) f32; ties go to the lowest index.
+void argmax_rows(std::int32_t* out, const float* x, int rows, int cols, Stream s = nullptr);
+
+// ---- GEMM (cuBLAS) -------------------------------------------------------------------------------------------------
+// c (m, n) = alpha * a (m, k) · bᵀ + beta * c with b (n, k): row-major, the layout of y = x Wᵀ.
+// ab_dtype F32 runs on tf32 tensor cores when tf32 is set (fp32 otherwise); BF16 on bf16 tensor cores with fp32
+// accumulation. c is f32 or bf16 (c_dtype). Leading dimensions 0 mean contiguous.
+struct GemmArgs {
+    int m, n, k;
+    const void* a;
+    const void* b;
+    void* c;
+    DType ab_dtype = DType::F32;
+    DType c_dtype = DType::F32;
+    bool tf32 = true;
+    float alpha = 1.0f, beta = 0.0f;
+    int lda = 0, ldb = 0, ldc = 0;
+};
+void gemm(const GemmArgs& a, Stream s = nullptr);
+
+}  // namespace vlmamba::cuda
