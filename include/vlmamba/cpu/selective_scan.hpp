@@ -55,12 +55,13 @@ inline int thread_count(int requested, std::int64_t items, std::int64_t cost) {
 #endif
 }
 
-// Runs f(i) for i in [0, n) on nt threads, in contiguous chunks.
+// Runs f(i) for i in [0, n) on nt threads. Items are handed out one at a time: they are large
+// (tens of microseconds), and a thread that shares its core with another process then takes fewer.
 template <class F>
 inline void parallel_items(std::int64_t n, int nt, F&& f) {
 #ifdef _OPENMP
     if (nt > 1) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (std::int64_t i = 0; i < n; ++i) f(i);
         return;
     }
@@ -117,23 +118,41 @@ inline void scan_channel_block(const ScanArgs& a, int b, int c0, int nc) {
     const Vf bias = a.delta_bias ? load_part(a.delta_bias + c0, nc) : Vf(0.0f);  // (nc)
     const Vf dv = a.D ? load_part(a.D + c0, nc) : Vf(0.0f);                        // (nc)
 
-    for (int t = 0; t < L; ++t) {
-        Vf dt = load_part(dl + t * ldd, nc) + bias;  // delta + delta_bias
-        if (a.delta_softplus) dt = vec::softplus<Arch>(dt);
-        const Vf ut = load_part(u + t * ldu, nc);
-        const Vf du = dt * ut;
-        const float* Bt = Bm + t * ldbc;  // (N)
-        const float* Ct = Cm + t * ldbc;  // (N)
-        Vf y0 = dv * ut, y1(0.0f);        // two chains for the C contraction
-        for (int n = 0; n < N; ++n) {
-            const Vf dA = vec::exp2<Arch>(dt * a2[n]);       // exp(delta A)
-            h[n] = xsimd::fma(dA, h[n], du * Vf(Bt[n]));     // h = dA h + delta B u
-            if (n & 1) y1 = xsimd::fma(h[n], Vf(Ct[n]), y1); // y = sum_n h C
-            else       y0 = xsimd::fma(h[n], Vf(Ct[n]), y0);
+    // Time in chunks of T steps: softplus and the gate (long latency, independent across t) run in
+    // their own loops, so that only the recurrence over h is sequential.
+    constexpr int T = 32;
+    Vf dt_c[T], du_c[T], y_c[T];  // (T, nc) each
+    for (int t0 = 0; t0 < L; t0 += T) {
+        const int nt = std::min(T, L - t0);
+        for (int i = 0; i < nt; ++i) {
+            const int t = t0 + i;
+            Vf dt = load_part(dl + t * ldd, nc) + bias;  // delta + delta_bias
+            if (a.delta_softplus) dt = vec::softplus<Arch>(dt);
+            dt_c[i] = dt;
+            du_c[i] = dt * load_part(u + t * ldu, nc);   // delta u
         }
-        Vf yt = y0 + y1;
-        if (z) yt *= vec::silu<Arch>(load_part(z + t * ldz, nc));
-        store_part(y + t * ldy, yt, nc);
+        for (int i = 0; i < nt; ++i) {
+            const Vf dt = dt_c[i], du = du_c[i];
+            const float* Bt = Bm + (t0 + i) * ldbc;  // (N)
+            const float* Ct = Cm + (t0 + i) * ldbc;  // (N)
+            Vf y0(0.0f), y1(0.0f), y2(0.0f), y3(0.0f);  // four chains for the C contraction
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+            for (int n = 0; n < N; ++n) {
+                const Vf dA = vec::exp2<Arch>(dt * a2[n]);    // exp(delta A)
+                h[n] = xsimd::fma(dA, h[n], du * Vf(Bt[n]));  // h = dA h + delta B u
+                Vf& acc = (n & 3) == 0 ? y0 : (n & 3) == 1 ? y1 : (n & 3) == 2 ? y2 : y3;
+                acc = xsimd::fma(h[n], Vf(Ct[n]), acc);       // y = sum_n h C
+            }
+            y_c[i] = (y0 + y1) + (y2 + y3);
+        }
+        for (int i = 0; i < nt; ++i) {
+            const int t = t0 + i;
+            Vf yt = xsimd::fma(dv, load_part(u + t * ldu, nc), y_c[i]);  // y + D u
+            if (z) yt *= vec::silu<Arch>(load_part(z + t * ldz, nc));     // y silu(z)
+            store_part(y + t * ldy, yt, nc);
+        }
     }
 
     if (hs) {
@@ -248,10 +267,12 @@ inline void selective_scan_states(const ScanArgs& a, int n_threads) {
     });
 }
 
-// States across lanes, one channel at a time: h (B, E, N) is contiguous along N.
+// Channels in chunks of S: softplus(delta + bias) and silu(z) vectorised across channels first, then
+// the states across lanes, one channel at a time (h (B, E, N) is contiguous along N).
 inline void selective_state_update(const StateUpdateArgs& a, int n_threads) {
     using namespace scan_detail;
     check(a);
+    constexpr int S = 256;
     const int E = a.d_inner, N = a.d_state;
     const int nv = (N + W - 1) / W;
     const std::int64_t ldx = vlmamba::detail::scan_row_stride(a.ld_x, E);
@@ -259,30 +280,42 @@ inline void selective_state_update(const StateUpdateArgs& a, int n_threads) {
     const std::int64_t ldz = vlmamba::detail::scan_row_stride(a.ld_z, E);
     const std::int64_t ldy = vlmamba::detail::scan_row_stride(a.ld_y, E);
     const std::int64_t ldbc = vlmamba::detail::scan_row_stride(a.ld_bc, N);
-    const std::int64_t items = std::int64_t(a.batch) * E;
-    const int nt = thread_count(n_threads, items, std::int64_t(N) * 20);
+    const std::int64_t chunks = (E + S - 1) / S;
+    const std::int64_t items = std::int64_t(a.batch) * chunks;
+    const int nt = thread_count(n_threads, items, std::int64_t(S) * N * 20);
     parallel_items(items, nt, [&](std::int64_t i) {
-        const int b = static_cast<int>(i / E), c = static_cast<int>(i % E);
-        float* h = a.h + i * N;                         // (N)
-        const float* Ac = a.A + std::int64_t(c) * N;    // (N)
-        const float* Bm = a.Bm + b * ldbc;              // (N)
-        const float* Cm = a.Cm + b * ldbc;              // (N)
-        float dt = a.delta[b * ldd + c] + (a.delta_bias ? a.delta_bias[c] : 0.0f);
-        if (a.delta_softplus) dt = ref::softplus(dt);
-        const float xt = a.x[b * ldx + c];
-        const Vf vdt(dt * log2e), vdx(dt * xt);
-        Vf acc(0.0f);
-        for (int v = 0; v < nv; ++v) {
-            const int o = v * W, nn = std::min(W, N - o);
-            const Vf dA = vec::exp2<Arch>(vdt * load_part(Ac + o, nn));
-            const Vf hv = xsimd::fma(dA, load_part(h + o, nn), vdx * load_part(Bm + o, nn));
-            store_part(h + o, hv, nn);
-            acc = xsimd::fma(hv, load_part(Cm + o, nn), acc);
+        const int b = static_cast<int>(i / chunks);
+        const int c0 = static_cast<int>(i % chunks) * S, cn = std::min(S, E - c0);
+        alignas(64) float dt_s[S], gate_s[S];  // (cn) each
+        for (int c = 0; c < cn; c += W) {
+            const int nc = std::min(W, cn - c);
+            Vf dt = load_part(a.delta + b * ldd + c0 + c, nc);
+            if (a.delta_bias) dt += load_part(a.delta_bias + c0 + c, nc);
+            if (a.delta_softplus) dt = vec::softplus<Arch>(dt);
+            dt.store_aligned(dt_s + c);
+            if (a.z) vec::silu<Arch>(load_part(a.z + b * ldz + c0 + c, nc)).store_aligned(gate_s + c);
         }
-        float yt = xsimd::hadd(acc);
-        if (a.D) yt += a.D[c] * xt;
-        if (a.z) yt *= ref::silu(a.z[b * ldz + c]);
-        a.y[b * ldy + c] = yt;
+        const float* Bm = a.Bm + b * ldbc;  // (N)
+        const float* Cm = a.Cm + b * ldbc;  // (N)
+        for (int j = 0; j < cn; ++j) {
+            const int c = c0 + j;
+            float* h = a.h + (std::int64_t(b) * E + c) * N;  // (N)
+            const float* Ac = a.A + std::int64_t(c) * N;     // (N)
+            const float xt = a.x[b * ldx + c];
+            const Vf vdt(dt_s[j] * log2e), vdx(dt_s[j] * xt);
+            Vf acc(0.0f);
+            for (int v = 0; v < nv; ++v) {
+                const int o = v * W, nn = std::min(W, N - o);
+                const Vf dA = vec::exp2<Arch>(vdt * load_part(Ac + o, nn));               // exp(dt A)
+                const Vf hv = xsimd::fma(dA, load_part(h + o, nn), vdx * load_part(Bm + o, nn));
+                store_part(h + o, hv, nn);
+                acc = xsimd::fma(hv, load_part(Cm + o, nn), acc);
+            }
+            float yt = xsimd::hadd(acc);
+            if (a.D) yt += a.D[c] * xt;
+            if (a.z) yt *= gate_s[j];
+            a.y[b * ldy + c] = yt;
+        }
     });
 }
 

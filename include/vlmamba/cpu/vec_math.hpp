@@ -8,6 +8,14 @@
 #include <immintrin.h>
 #endif
 
+// GCC 12.2 warns about the _mm512_undefined_ps() inside AVX-512 intrinsics once inlined (GCC bug 105593,
+// fixed in 12.3); the warning is spurious.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 namespace vlmamba::vec {
 
 // ---------------------------------------------------------------------------------------------
@@ -83,11 +91,22 @@ inline fbatch<A> scale_pow2(fbatch<A> p, fbatch<A> k) noexcept {
 template <class A>
 inline fbatch<A> exp2(fbatch<A> x) noexcept {
     using B = fbatch<A>;
-    // max/min with x second keep a NaN in x on x86.
-    x = xsimd::min(B(150.0f), xsimd::max(B(-160.0f), x));
-    B k = xsimd::nearbyint(x);  // x = k + f, |f| <= 1/2
-    B f = x - k;                // exact
-    return detail::scale_pow2<A>(detail::poly6<A>(f, detail::exp2_c), k);
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if constexpr (detail::is_avx512<A>) {
+        // No clamp needed: vreduceps gives f = 0 for +-inf, and vscalefps saturates to 0 or inf.
+        constexpr int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        const B k = _mm512_roundscale_ps(x, rn);  // x = k + f, |f| <= 1/2
+        const B f = _mm512_reduce_ps(x, rn);
+        return _mm512_scalef_ps(detail::poly6<A>(f, detail::exp2_c), k);
+    } else
+#endif
+    {
+        // max/min with x second keep a NaN in x on x86.
+        x = xsimd::min(B(150.0f), xsimd::max(B(-160.0f), x));
+        const B k = xsimd::nearbyint(x);  // x = k + f, |f| <= 1/2
+        const B f = x - k;                // exact
+        return detail::scale_pow2<A>(detail::poly6<A>(f, detail::exp2_c), k);
+    }
 }
 
 template <class A>
@@ -151,3 +170,7 @@ inline fbatch<A> silu(fbatch<A> x) noexcept {
 }
 
 }  // namespace vlmamba::vec
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

@@ -152,9 +152,10 @@ inline VitBlock VitBlock::load(const Config& c, const std::string& p, const Para
 }
 
 inline void VitBlock::forward_inplace(Tensor& x) const {
-    check_shape("vit_block", "input", x, {x.ndim() == 2 ? x.size(0) : -1, cfg.hidden});
+    VLM_CHECK(x.ndim() == 2 && x.size(1) == cfg.hidden, "vit_block", "input has shape ", shape_str(x.shape()),
+              ", expected (N, ", cfg.hidden, ")");
     VLM_CHECK(x.dtype() == DType::F32 && x.is_contiguous(), "vit_block", "expected a contiguous F32 residual, got ",
-              dtype_name(x.dtype()));
+              dtype_name(x.dtype()), " strides ", shape_str(x.strides()));
     // modeling_clip.py: CLIPEncoderLayer.forward (the same in SiglipEncoderLayer)
     const Tensor a = self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps));  // (N, C)
     assign(x, x + a);

@@ -1,0 +1,124 @@
+// Multi-head self-attention without a mask (the ViT encoders'): for each head h,
+//   out[:, h] = softmax(q_h · k_hᵀ · scale) · v_h
+// (transformers modeling_clip.py / modeling_siglip.py: eager_attention_forward, no mask, no dropout).
+// The CPU path splits the work into (head, query block) tiles: two Eigen GEMMs on strided views and an in-place
+// softmax per tile, the tiles spread over threads, the score tile small enough to stay in cache.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "vlmamba/core/parallel.hpp"
+#include "vlmamba/core/tensor.hpp"
+#include "vlmamba/ops/softmax.hpp"
+
+namespace vlmamba {
+
+// q: (Nq, C), k and v: (Nk, C), C = heads · head_dim; any row stride (e.g. column slices of one (N, 3C) qkv
+// buffer). Returns the heads concatenated, (Nq, C) f32.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale);
+// As attention(), into `out`: (Nq, C) f32 with unit column stride (any row stride).
+void attention_into(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale);
+
+namespace ref {
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace detail {
+inline constexpr std::int64_t kAttentionQueryBlock = 64;
+
+inline void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads) {
+    constexpr const char* op = "attention";
+    VLM_CHECK(q.ndim() == 2 && k.ndim() == 2 && v.ndim() == 2, op, "expected q, k, v of rank 2 (N, C), got ",
+              shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+    const std::int64_t C = q.size(1);
+    VLM_CHECK(k.size(1) == C && v.size(1) == C && k.size(0) == v.size(0), op,
+              "expected q (Nq, C), k and v (Nk, C), got ", shape_str(q.shape()), ", ", shape_str(k.shape()), ", ",
+              shape_str(v.shape()));
+    VLM_CHECK(heads > 0 && C % heads == 0, op, "expected heads dividing C = ", C, ", got heads = ", heads);
+    VLM_CHECK(k.size(0) > 0 || q.size(0) == 0, op, "expected at least one key, got k ", shape_str(k.shape()));
+}
+
+// f32 with unit column stride, as Eigen maps need; copies otherwise.
+inline Tensor attention_operand(const Tensor& t) {
+    return t.dtype() == DType::F32 && (t.stride(1) == 1 || t.size(1) <= 1) && t.stride(0) >= t.size(1)
+               ? t
+               : t.to(DType::F32);
+}
+}  // namespace detail
+
+inline void attention_into(Tensor& out, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, int heads,
+                           float scale) {
+    detail::check_attention(q_in, k_in, v_in, heads);
+    const std::int64_t Nq = q_in.size(0), Nk = k_in.size(0), C = q_in.size(1), D = C / heads;
+    VLM_CHECK(out.shape() == q_in.shape() && out.dtype() == DType::F32 && (out.stride(1) == 1 || C <= 1),
+              "attention", "expected an F32 output ", shape_str(q_in.shape()), " with unit column stride, got ",
+              dtype_name(out.dtype()), " ", shape_str(out.shape()), " strides ", shape_str(out.strides()));
+    if (Nq == 0 || C == 0) return;
+    const Tensor q = detail::attention_operand(q_in), k = detail::attention_operand(k_in),
+                 v = detail::attention_operand(v_in);
+    using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using CMap = Eigen::Map<const RowMat, Eigen::Unaligned, Eigen::OuterStride<>>;
+    using MMap = Eigen::Map<RowMat, Eigen::Unaligned, Eigen::OuterStride<>>;
+    const std::int64_t Bq = detail::kAttentionQueryBlock, nblk = (Nq + Bq - 1) / Bq;
+    const float* qp = q.data<float>();
+    const float* kp = k.data<float>();
+    const float* vp = v.data<float>();
+    float* op = out.data<float>();
+    const std::int64_t ldq = q.stride(0), ldk = k.stride(0), ldv = v.stride(0), ldo = out.stride(0);
+    // One tile = one head × one block of queries.
+    parallel_for(heads * nblk, [&](std::int64_t task) {
+        thread_local std::vector<float> scores;
+        const std::int64_t h = task / nblk, r0 = (task % nblk) * Bq, b = std::min(Bq, Nq - r0);
+        if (std::int64_t(scores.size()) < b * Nk) scores.resize(std::size_t(b * Nk));
+        CMap qh(qp + r0 * ldq + h * D, b, D, Eigen::OuterStride<>(ldq));  // (b, D)
+        CMap kh(kp + h * D, Nk, D, Eigen::OuterStride<>(ldk));            // (Nk, D)
+        CMap vh(vp + h * D, Nk, D, Eigen::OuterStride<>(ldv));            // (Nk, D)
+        MMap s(scores.data(), b, Nk, Eigen::OuterStride<>(Nk));           // (b, Nk)
+        s.noalias() = scale * (qh * kh.transpose());                      // q kᵀ · scale
+        softmax_rows(scores.data(), b, Nk, Nk);
+        MMap o(op + r0 * ldo + h * D, b, D, Eigen::OuterStride<>(ldo));   // (b, D) inside (Nq, C)
+        o.noalias() = s * vh;
+    }, 4 * Bq * Nk * D);
+}
+
+inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale) {
+    detail::check_attention(q, k, v, heads);
+    Tensor out = Tensor::empty({q.size(0), q.size(1)});  // (Nq, C)
+    attention_into(out, q, k, v, heads, scale);
+    return out;
+}
+
+namespace ref {
+inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale) {
+    detail::check_attention(q, k, v, heads);
+    const std::int64_t Nq = q.size(0), Nk = k.size(0), C = q.size(1), D = C / heads;
+    Tensor out = Tensor::zeros({Nq, C});  // (Nq, C)
+    std::vector<double> p(static_cast<std::size_t>(Nk));
+    for (int h = 0; h < heads; ++h)
+        for (std::int64_t i = 0; i < Nq; ++i) {
+            double m = -INFINITY, sum = 0;
+            for (std::int64_t j = 0; j < Nk; ++j) {
+                double dot = 0;
+                for (std::int64_t d = 0; d < D; ++d) dot += double(q.at({i, h * D + d})) * k.at({j, h * D + d});
+                p[j] = dot * scale;
+                m = std::fmax(m, p[j]);
+            }
+            for (std::int64_t j = 0; j < Nk; ++j) sum += (p[j] = std::exp(p[j] - m));
+            for (std::int64_t d = 0; d < D; ++d) {
+                double acc = 0;
+                for (std::int64_t j = 0; j < Nk; ++j) acc += p[j] * v.at({j, h * D + d});
+                out.data<float>()[i * C + h * D + d] = float(acc / sum);
+            }
+        }
+    return out;
+}
+}  // namespace ref
+
+}  // namespace vlmamba
