@@ -139,24 +139,6 @@ inline void add_generate(CLI::App& app) {
     });
 }
 
-inline void add_logits(CLI::App& app) {
-    auto* cmd = app.add_subcommand("logits", "Write full-sequence logits (L, V) float32 to a safetensors file");
-    cmd->footer("Example: vlmamba logits -m DIR --ids 1,2,3 -o out.safetensors\n"
-                "The tensor 'logits' has every row of the LM head, unmasked.");
-    struct Opts { std::string model, ids, out; };
-    auto o = std::make_shared<Opts>();
-    cmd->add_option("-m,--model", o->model, "Mamba LM directory")->required()->check(CLI::ExistingDirectory);
-    cmd->add_option("--ids", o->ids, "token ids, e.g. 1,2,3")->required();
-    cmd->add_option("-o,--output", o->out, "output .safetensors path")->required();
-    cmd->callback([o] {
-        const vlmamba::MambaLm lm = vlmamba::load_mamba_lm(o->model);
-        const auto ids = parse_ids(o->ids);
-        if (ids.empty()) vlmamba::fail("logits", "expected a non-empty --ids list, got 0 tokens");
-        vlmamba::save_safetensors(o->out, {{"logits", lm.forward(ids)}});
-        std::fprintf(stderr, "wrote logits (%zu, %d) to %s\n", ids.size(), lm.cfg.vocab_size, o->out.c_str());
-    });
-}
-
 inline void add_tokenizer_commands(CLI::App& app) {
     {
         auto* cmd = app.add_subcommand("tokenize", "Encode text with a tokenizer.json; prints {\"ids\": [...]}");

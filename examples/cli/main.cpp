@@ -4,6 +4,8 @@
 
 #include "cmd_inspect.hpp"
 #include "cmd_lm.hpp"
+#include "cmd_run.hpp"
+#include "cmd_vision.hpp"
 #include "vlmamba/vlmamba.hpp"
 
 int main(int argc, char** argv) {
@@ -16,8 +18,10 @@ int main(int argc, char** argv) {
         ->each([](const std::string& v) { vlmamba::set_num_threads(std::stoi(v)); });
     app.fallthrough();
     app.footer("Run 'vlmamba SUBCOMMAND --help' for each subcommand's options and examples.");
-    cli::add_inspect(app);
+    cli::add_run(app);
     cli::add_generate(app);
+    cli::add_vision_commands(app);
+    cli::add_inspect(app);
     cli::add_logits(app);
     cli::add_tokenizer_commands(app);
     try {

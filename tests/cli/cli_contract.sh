@@ -56,7 +56,27 @@ done
 "$bin" logits -m "$data/mamba/tiny-untied/hf-f32" --ids 3,4,5 -o "$tmp/l.safetensors" 2>/dev/null || bad "logits exit $?"
 "$bin" inspect "$tmp/l.safetensors" | grep -q "logits.*F32.*(3, 128)" || bad "logits shape: $("$bin" inspect "$tmp/l.safetensors")"
 
-for sub in inspect generate logits tokenize detokenize; do
+# run: greedy ids after the image prefix equal the float64 reference; one directory == component directories.
+for m in tiny-siglip-vssl2-bsm tiny-clip-mlp; do
+  d="$data/vlmamba/$m"
+  golden="$d/golden.safetensors"
+  prompt=$(read_ids "$golden" input_ids | tr -d ' ')
+  expect="[$(read_ids "$golden" greedy_ids)]"
+  got=$("$bin" run -m "$d" --pixels "$golden" --ids "$prompt" --temp 0 --print-ids --ignore-eos -n 16 2>"$tmp/err")
+  [ "$got" = "$expect" ] || bad "run $m: got $got, expected $expect ($(cat "$tmp/err"))"
+done
+d="$data/vlmamba/tiny-siglip-vssl2-bsm"
+a=$("$bin" run -m "$d" --image "$data/images/wide.png" --ids 5,6,7 --temp 0 --print-ids -n 8 2>/dev/null)
+b=$("$bin" run -m "$d-components" --image "$data/images/wide.png" --ids 5,6,7 --temp 0 --print-ids -n 8 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] || bad "run: one directory gave $a, components gave $b"
+"$bin" run -m "$d" --image "$data/images/wide.png" --ids 5,6,7 --temp 0 --json -n 4 2>/dev/null | grep -q '"timings_s"' \
+  || bad "run --json has no timings"
+"$bin" run -m "$d" --image "$data/images/fake.webp" --ids 5 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "unsupported image format: webp" "$tmp/err" || bad "run webp: $(cat "$tmp/err")"
+"$bin" logits -m "$d" --pixels "$d/golden.safetensors" --ids 3,4,5 -o "$tmp/vl.safetensors" 2>/dev/null || bad "vl logits"
+"$bin" inspect "$tmp/vl.safetensors" | grep -q "logits.*F32.*(3, 128)" || bad "vl logits shape"
+
+for sub in run inspect generate logits tokenize detokenize preprocess vision; do
   "$bin" "$sub" --help >/dev/null || bad "$sub --help"
 done
 

@@ -24,6 +24,19 @@ VitAct parse_vit_act(std::string_view name, const std::string& where);
 // y = act(y + b) in place; y: (N, I) contiguous f32, b: (I).
 void bias_act_inplace(Tensor& y, const Tensor& b, VitAct act);
 
+// Activation buffers reused across the layers of a forward pass (outputs are written with linear_into, so a tower
+// allocates them once instead of per layer). Resized on demand.
+struct VitScratch {
+    Tensor qkv;     // (N, 3C)
+    Tensor ctx;     // (N, C)
+    Tensor proj;    // (N, C)
+    Tensor hidden;  // (N, I)
+    static Tensor& fit(Tensor& t, const Shape& s) {
+        if (!t.defined() || t.shape() != s) t = Tensor::empty(s);
+        return t;
+    }
+};
+
 struct VitAttention {
     struct Config { int hidden = 0, heads = 0; };
     Config cfg;
@@ -35,6 +48,8 @@ struct VitAttention {
     // `prefix` ends with "self_attn.".
     static VitAttention load(const Config& c, const std::string& prefix, const ParamSource& src);
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
+    // Result in ws.proj (N, C).
+    void forward(const Tensor& x, VitScratch& ws) const;
 };
 
 struct VitMlp {
@@ -45,6 +60,8 @@ struct VitMlp {
 
     static VitMlp load(const Config& c, const std::string& prefix, const ParamSource& src);
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
+    // Result in ws.proj (N, C).
+    void forward(const Tensor& x, VitScratch& ws) const;
 };
 
 struct VitBlock {
@@ -63,6 +80,7 @@ struct VitBlock {
     static VitBlock load(const Config& c, const std::string& prefix, const ParamSource& src);
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
     void forward_inplace(Tensor& x) const;  // x: (N, C) contiguous f32, updated in place
+    void forward_inplace(Tensor& x, VitScratch& ws) const;
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -109,14 +127,21 @@ inline VitAttention VitAttention::load(const Config& c, const std::string& p, co
     return a;
 }
 
-inline Tensor VitAttention::forward(const Tensor& x) const {
+inline void VitAttention::forward(const Tensor& x, VitScratch& ws) const {
     const std::int64_t N = x.size(0), C = cfg.hidden;
     check_shape("vit_attention", "input", x, {N, C});
-    const Tensor qkv = linear(x, qkv_weight, qkv_bias);  // (N, 3C) = [q | k | v]
-    const float scale = 1.f / std::sqrt(float(C / cfg.heads));
-    const Tensor ctx = attention(qkv.slice(1, 0, C), qkv.slice(1, C, 2 * C), qkv.slice(1, 2 * C, 3 * C), cfg.heads,
-                                 scale);                   // (N, C)
-    return linear(ctx, out_proj_weight, out_proj_bias);   // (N, C)
+    Tensor& qkv = VitScratch::fit(ws.qkv, {N, 3 * C});  // (N, 3C) = [q | k | v]
+    linear_into(qkv, x, qkv_weight, qkv_bias);
+    Tensor& ctx = VitScratch::fit(ws.ctx, {N, C});      // (N, C), heads side by side
+    attention_into(ctx, qkv.slice(1, 0, C), qkv.slice(1, C, 2 * C), qkv.slice(1, 2 * C, 3 * C), cfg.heads,
+                   1.f / std::sqrt(float(C / cfg.heads)));
+    linear_into(VitScratch::fit(ws.proj, {N, C}), ctx, out_proj_weight, out_proj_bias);  // (N, C)
+}
+
+inline Tensor VitAttention::forward(const Tensor& x) const {
+    VitScratch ws;
+    forward(x, ws);
+    return ws.proj;
 }
 
 inline VitMlp VitMlp::load(const Config& c, const std::string& p, const ParamSource& src) {
@@ -130,10 +155,18 @@ inline VitMlp VitMlp::load(const Config& c, const std::string& p, const ParamSou
     return m;
 }
 
+inline void VitMlp::forward(const Tensor& x, VitScratch& ws) const {
+    const std::int64_t N = x.size(0);
+    Tensor& h = VitScratch::fit(ws.hidden, {N, cfg.intermediate});  // (N, I)
+    linear_into(h, x, fc1_weight);
+    bias_act_inplace(h, fc1_bias, cfg.act);                          // act(fc1(x)) with the bias fused
+    linear_into(VitScratch::fit(ws.proj, {N, cfg.hidden}), h, fc2_weight, fc2_bias);  // (N, C)
+}
+
 inline Tensor VitMlp::forward(const Tensor& x) const {
-    Tensor h = linear(x, fc1_weight);           // (N, I)
-    bias_act_inplace(h, fc1_bias, cfg.act);     // act(fc1(x)) with the bias fused
-    return linear(h, fc2_weight, fc2_bias);     // (N, C)
+    VitScratch ws;
+    forward(x, ws);
+    return ws.proj;
 }
 
 inline VitBlock VitBlock::load(const Config& c, const std::string& p, const ParamSource& src) {
@@ -151,16 +184,21 @@ inline VitBlock VitBlock::load(const Config& c, const std::string& p, const Para
     return b;
 }
 
-inline void VitBlock::forward_inplace(Tensor& x) const {
+inline void VitBlock::forward_inplace(Tensor& x, VitScratch& ws) const {
     VLM_CHECK(x.ndim() == 2 && x.size(1) == cfg.hidden, "vit_block", "input has shape ", shape_str(x.shape()),
               ", expected (N, ", cfg.hidden, ")");
     VLM_CHECK(x.dtype() == DType::F32 && x.is_contiguous(), "vit_block", "expected a contiguous F32 residual, got ",
               dtype_name(x.dtype()), " strides ", shape_str(x.strides()));
     // modeling_clip.py: CLIPEncoderLayer.forward (the same in SiglipEncoderLayer)
-    const Tensor a = self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps));  // (N, C)
-    assign(x, x + a);
-    const Tensor m = mlp.forward(layer_norm(x, layer_norm2_weight, layer_norm2_bias, cfg.eps));        // (N, C)
-    assign(x, x + m);
+    self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps), ws);
+    assign(x, x + ws.proj);  // x += attn(LN1(x))
+    mlp.forward(layer_norm(x, layer_norm2_weight, layer_norm2_bias, cfg.eps), ws);
+    assign(x, x + ws.proj);  // x += mlp(LN2(x))
+}
+
+inline void VitBlock::forward_inplace(Tensor& x) const {
+    VitScratch ws;
+    forward_inplace(x, ws);
 }
 
 inline Tensor VitBlock::forward(const Tensor& x) const {

@@ -97,8 +97,9 @@ inline Tensor vision_run(const VisionEncoder& e, const Tensor& pixels, int upto,
     if (e.cfg.class_token())                          // modeling_clip.py: CLIPVisionTransformer.forward: pre_layrnorm
         x = layer_norm(x, e.pre_layrnorm_weight, e.pre_layrnorm_bias, e.cfg.layer_norm_eps);
     if (all) all->push_back(x.clone());
+    VitScratch ws;
     for (int i = 0; i < upto; ++i) {
-        e.layers[std::size_t(i)].forward_inplace(x);  // (N, C)
+        e.layers[std::size_t(i)].forward_inplace(x, ws);  // (N, C)
         if (all) all->push_back(x.clone());
     }
     return x;
