@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <ctime>
 
 #include "vlmamba/models/vision_encoder.hpp"
 #include "vlmamba/ops/attention.hpp"
@@ -75,21 +76,34 @@ vm::ParamSource random_params() {
 
 double layer_flops(double N, double C, double I) { return 2 * N * (4 * C * C + 2 * C * I) + 4 * N * N * C; }
 
-double g_rate_linear = 0, g_rate_attention = 0;
-double g_rate_tower[2] = {0, 0}, g_ms_per_layer[2] = {0, 0};
+// Rates of the final run of each benchmark: wall-clock, and per process-CPU second × threads (what the wall rate
+// would be if the threads had the cores to themselves; robust on a shared, loaded machine).
+struct Rate { double wall = 0, cpu = 0; };
+Rate g_linear, g_attention, g_tower[2];
+double g_ms_per_layer[2] = {0, 0};
 
-// Runs the loop and returns GFLOP/s of the final run, also set as a counter.
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Runs the loop and returns the GFLOP/s of the final run; also sets them as counters.
 template <class F>
-double timed_loop(benchmark::State& st, double flops, F&& body) {
-    double secs = 0;
+Rate timed_loop(benchmark::State& st, double flops, F&& body) {
+    double wall = 0, cpu = 0;
     for (auto _ : st) {
         const auto t0 = std::chrono::steady_clock::now();
+        const double c0 = process_cpu_seconds();
         body();
-        secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        cpu += process_cpu_seconds() - c0;
+        wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
-    const double rate = flops * double(st.iterations()) / secs / 1e9;
-    st.counters["GFLOP/s"] = rate;
-    return rate;
+    const double total = flops * double(st.iterations()) / 1e9;
+    const Rate r{total / wall, total / cpu * vm::num_threads()};
+    st.counters["GFLOP/s"] = r.wall;
+    st.counters["GFLOP/s_cpu"] = r.cpu;
+    return r;
 }
 
 void BM_tower(benchmark::State& st, const TowerShape& s, int which) {
@@ -100,11 +114,11 @@ void BM_tower(benchmark::State& st, const TowerShape& s, int which) {
     const double N = cfg.num_positions(), C = s.hidden, I = s.intermediate;
     const double patch = 2.0 * (N - (cfg.class_token() ? 1 : 0)) * C * 3 * s.patch * s.patch;
     const double flops = patch + L * layer_flops(N, C, I);
-    g_rate_tower[which] = timed_loop(st, flops, [&] {
+    g_tower[which] = timed_loop(st, flops, [&] {
         vm::Tensor h = enc.hidden_state(pixels, L);  // (N, C)
         benchmark::DoNotOptimize(h.data<float>());
     });
-    g_ms_per_layer[which] = flops / (g_rate_tower[which] * 1e9) / L * 1e3;
+    g_ms_per_layer[which] = flops / (g_tower[which].wall * 1e9) / L * 1e3;
     st.counters["tokens"] = N;
     st.counters["layers"] = L;
 }
@@ -113,7 +127,7 @@ void BM_attention(benchmark::State& st) {
     const std::int64_t N = 729, C = 1152;
     const vm::Tensor qkv = random_tensor({N, 3 * C}, 5, 1.f);  // (N, 3C)
     vm::Tensor out = vm::Tensor::empty({N, C});
-    g_rate_attention = timed_loop(st, 4.0 * N * N * C, [&] {
+    g_attention = timed_loop(st, 4.0 * N * N * C, [&] {
         vm::attention_into(out, qkv.slice(1, 0, C), qkv.slice(1, C, 2 * C), qkv.slice(1, 2 * C, 3 * C), 16,
                            1.f / std::sqrt(72.f));
         benchmark::ClobberMemory();
@@ -125,7 +139,7 @@ void BM_linear(benchmark::State& st) {
     const vm::Tensor x = random_tensor({M, K}, 6, 1.f), w = random_tensor({N, K}, 7, 0.03f),
                      b = random_tensor({N}, 8, 0.1f);
     vm::Tensor y = vm::Tensor::empty({M, N});
-    g_rate_linear = timed_loop(st, 2.0 * M * K * N, [&] {
+    g_linear = timed_loop(st, 2.0 * M * K * N, [&] {
         vm::linear_into(y, x, w, b);
         benchmark::ClobberMemory();
     });
@@ -144,20 +158,27 @@ int main(int argc, char** argv) {
     std::printf("threads: %d, encoder layers per tower run: %d\n", vm::num_threads(), bench_layers());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
-    if (g_rate_linear <= 0) return 0;
-    std::printf("\nbaseline linear(): %.1f GFLOP/s\n", g_rate_linear);
-    if (g_rate_attention > 0)
-        std::printf("attention: %.1f GFLOP/s = %.0f%% of linear()\n", g_rate_attention,
-                    100 * g_rate_attention / g_rate_linear);
+    if (g_linear.wall <= 0) return 0;
+    std::printf("\nrates: wall-clock GFLOP/s | per process-CPU second x threads (robust to a loaded machine)\n");
+    std::printf("baseline linear(): %.1f | %.1f GFLOP/s\n", g_linear.wall, g_linear.cpu);
+    auto ratio = [](const Rate& r) {
+        std::printf("%.1f | %.1f GFLOP/s = %.0f%% | %.0f%% of linear()", r.wall, r.cpu, 100 * r.wall / g_linear.wall,
+                    100 * r.cpu / g_linear.cpu);
+    };
+    if (g_attention.wall > 0) {
+        std::printf("attention: ");
+        ratio(g_attention);
+        std::printf("\n");
+    }
     const TowerShape* shapes[2] = {&kSiglip, &kClip};
     for (int i = 0; i < 2; ++i) {
-        if (g_rate_tower[i] <= 0) continue;
+        if (g_tower[i].wall <= 0) continue;
         const TowerShape& s = *shapes[i];
         // A VLM runs the tower to the penultimate layer (SPEC §1.4): full_layers − 1 layers.
-        std::printf("%s: %.1f GFLOP/s = %.0f%% of linear(); %.0f ms per layer, ~%.2f s to the penultimate layer "
-                    "(%d layers, extrapolated)\n",
-                    s.name, g_rate_tower[i], 100 * g_rate_tower[i] / g_rate_linear, g_ms_per_layer[i],
-                    g_ms_per_layer[i] * (s.full_layers - 1) / 1e3, s.full_layers - 1);
+        std::printf("%s: ", s.name);
+        ratio(g_tower[i]);
+        std::printf("; %.0f ms per layer, ~%.2f s to the penultimate layer (%d layers, extrapolated)\n",
+                    g_ms_per_layer[i], g_ms_per_layer[i] * (s.full_layers - 1) / 1e3, s.full_layers - 1);
     }
     return 0;
 }

@@ -523,7 +523,10 @@ TEST_CASE("connectors match the PyTorch reference fixtures") {
     for (const char* type : {"mlp", "vss_mlp_bsm", "vss_mlp_csm", "vss_l2_bsm", "vss_l2_csm"})
         for (const char* grid : {"3x5", "1x1", "4x4"}) {
             const fs::path file = dir / (std::string(type) + "_" + grid + ".safetensors");
-            if (!fs::exists(file)) continue;
+            if (!fs::exists(file)) {
+                MESSAGE("skipping: no fixture " << file.string());
+                continue;
+            }
             ++seen;
             CAPTURE(file.string());
             const SafetensorsFile sf = SafetensorsFile::open(file);

@@ -60,7 +60,7 @@ Shape broadcast_shape(const E& e) {
     Shape out;
     std::int64_t best = -1;
     visit_leaves(e, [&](const Leaf& l) {
-        if (l.t.numel() > best || l.t.ndim() > int(out.size()) && l.t.numel() == best) {
+        if (l.t.numel() > best || (l.t.ndim() > int(out.size()) && l.t.numel() == best)) {
             best = l.t.numel();
             out = l.t.shape();
         }
