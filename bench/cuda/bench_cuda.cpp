@@ -1,11 +1,20 @@
 // GPU benchmark table: the selective scan at mamba-2.8b layer shapes (µs, effective GB/s) against a device copy
-// measured in the same run, and one layer's fused decode kernels (conv update + state update) at B 1/8/64.
+// measured in the same run, one layer's fused decode kernels (conv update + state update) at B 1/8/64, and
+// whole-model decode tokens/s of a random mamba-2.8b-shaped CudaMambaLm with bf16 weights against the weight-read
+// floor (a device read of the same number of bytes, measured in the same run).
+// Usage: bench_cuda [--sweep] [--layers N]   (--sweep: the scan at each states-per-thread choice)
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "vlmamba/cuda/api.hpp"
+#include "vlmamba/cuda/gemv.hpp"
+#include "vlmamba/models/mamba_lm_cuda.hpp"
 
 namespace cu = vlmamba::cuda;
 using vlmamba::DType;
@@ -29,7 +38,15 @@ void* dev_random(std::size_t n, DType t, float lo, float hi, std::mt19937& g) {
 
 }  // namespace
 
-int main() {
+void bench_decode(int n_layer, std::mt19937& g);
+
+int main(int argc, char** argv) {
+    bool sweep = false;
+    int n_layer = 64;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--sweep") == 0) sweep = true;
+        else if (std::strcmp(argv[i], "--layers") == 0 && i + 1 < argc) n_layer = std::atoi(argv[++i]);
+    }
     if (!cu::available()) {
         std::printf("no CUDA device: nothing to measure\n");
         return 0;
@@ -48,6 +65,12 @@ int main() {
     cu::free(src);
     cu::free(dst);
 
+    std::vector<const char*> spts{nullptr};
+    if (sweep) spts = {"4", "2", "1", nullptr};
+    for (const char* spt : spts) {
+    if (spt) setenv("VLMAMBA_SCAN_SPT", spt, 1);
+    else unsetenv("VLMAMBA_SCAN_SPT");
+    std::printf("scan, states per thread: %s\n", spt ? spt : "default choice");
     std::printf("%-5s %-4s %-6s %-6s %-4s %10s %10s %8s\n", "io", "B", "L", "E", "N", "us", "GB/s", "of copy");
     struct Shape { int B, L, E, N; };
     for (DType io : {DType::BF16, DType::F32}) {
@@ -80,6 +103,8 @@ int main() {
                         s.L, s.E, s.N, us, gbs, 100.0 * gbs / copy_gbs);
             for (void* p : {u, dl, z, Bm, Cm, y, A, D, bias, h}) cu::free(p);
         }
+    }
+    std::printf("\n");
     }
 
     // decode kernels of one mamba-2.8b layer (E 5120, N 16, K 4): conv update + fused state update
@@ -135,5 +160,106 @@ int main() {
         for (auto v : {ws, xs, ys})
             for (void* p : v) cu::free(p);
     }
+    bench_decode(n_layer, g);
     return 0;
+}
+
+namespace {
+
+// Fills a device buffer of bf16 (or f32) weights from a pool of random values, rotating through the pool.
+void fill_pool(vlmamba::DeviceBuffer& b, DType t, const std::vector<std::uint16_t>& pool16,
+               const std::vector<float>& pool32, std::size_t& at) {
+    const std::size_t es = vlmamba::dtype_size(t), n = b.bytes() / es, psize = pool16.size();
+    for (std::size_t done = 0; done < n;) {
+        at %= psize;
+        const std::size_t c = std::min(n - done, psize - at);
+        const void* src = t == DType::BF16 ? (const void*)(pool16.data() + at) : (const void*)(pool32.data() + at);
+        cu::copy_h2d(b.as<char>() + done * es, src, c * es);
+        done += c;
+        at += c * 7 / 3 + 1;
+    }
+}
+
+void fill_const(vlmamba::DeviceBuffer& b, const std::vector<float>& v) { cu::copy_h2d(b.get(), v.data(), b.bytes()); }
+
+}  // namespace
+
+// Decode of a random mamba-2.8b-shaped model (d_model 2560, d_inner 5120, N 16, dt_rank 160, vocab 50280, tied
+// head) with bf16 weights: tokens/s at B 1, 8, 64 through CudaMambaLm::step_greedy (graph replay, host syncs and
+// the token/argmax copies included), against the read floor of the weights one step reads.
+void bench_decode(int n_layer, std::mt19937& g) {
+    vlmamba::MambaConfig c;
+    c.d_model = 2560, c.n_layer = n_layer, c.vocab_size = 50280, c.d_state = 16, c.d_conv = 4, c.d_inner = 5120;
+    c.dt_rank = 160;
+    auto lm = vlmamba::CudaMambaLm::allocate(c, DType::BF16, /*tied=*/true);
+    std::vector<std::uint16_t> pool16(std::size_t(1) << 24);
+    std::vector<float> pool32(pool16.size());
+    std::uniform_real_distribution<float> d(-0.02f, 0.02f);
+    for (std::size_t i = 0; i < pool16.size(); ++i) {
+        pool32[i] = d(g);
+        pool16[i] = vlmamba::f32_to_bf16(pool32[i]);
+    }
+    std::size_t at = 0;
+    const int E = c.d_inner, N = c.d_state, K = c.d_conv;
+    fill_pool(lm.embedding, DType::BF16, pool16, pool32, at);
+    std::vector<float> ones(std::size_t(c.d_model), 1.0f), convw(std::size_t(E) * K), zeros(std::size_t(E), 0.0f),
+        dtb(std::size_t(E), -4.6f), A(std::size_t(E) * N), Dv(std::size_t(E), 1.0f);
+    std::uniform_real_distribution<float> cw(-0.5f, 0.5f);
+    for (auto& x : convw) x = cw(g);
+    for (int e = 0; e < E; ++e)
+        for (int n = 0; n < N; ++n) A[std::size_t(e) * N + n] = -float(n + 1);  // S4D-real initialisation
+    for (auto& l : lm.layers) {
+        fill_const(l.norm_weight, ones);
+        fill_pool(l.in_proj_weight, DType::BF16, pool16, pool32, at);
+        fill_const(l.conv1d_weight, convw);
+        fill_const(l.conv1d_bias, zeros);
+        fill_pool(l.x_proj_weight, DType::BF16, pool16, pool32, at);
+        fill_pool(l.dt_proj_weight, DType::BF16, pool16, pool32, at);
+        fill_const(l.dt_proj_bias, dtb);
+        fill_const(l.A, A);
+        fill_const(l.D, Dv);
+        fill_pool(l.out_proj_weight, DType::BF16, pool16, pool32, at);
+    }
+    fill_const(lm.norm_f_weight, ones);
+
+    // the floor: one device read of as many bytes as a step reads
+    const std::size_t wbytes = (lm.step_weight_bytes() + 15) / 16 * 16;
+    double floor_us = 0.0;
+    {
+        vlmamba::DeviceBuffer probe(wbytes), sink(4);
+        cu::memset0(probe.get(), wbytes);
+        floor_us = cu::time_us([&] { cu::read_probe(probe.get(), wbytes, sink.as<std::uint32_t>()); }, 10);
+    }
+    std::printf("\nwhole-model decode, random mamba-2.8b shape, bf16 weights, %d layers: %.2f GB read per step\n",
+                n_layer, double(wbytes) * 1e-9);
+    std::printf("device read of the same bytes: %.1f us (%.0f GB/s) -> floor %.0f steps/s\n", floor_us,
+                double(wbytes) / floor_us * 1e-3, 1e6 / floor_us);
+    std::printf("%-4s %12s %12s %14s %10s\n", "B", "ms/step", "tokens/s", "floor tok/s", "of floor");
+    std::uniform_int_distribution<int> tok(0, c.vocab_size - 1);
+    for (int B : {1, 8, 64}) try {
+        vlmamba::CudaMambaState st = lm.new_state(B);
+        std::vector<std::int32_t> ids(static_cast<std::size_t>(B), 0);
+        for (auto& x : ids) x = tok(g);
+        for (int i = 0; i < 3; ++i) ids = lm.step_greedy(ids, st);  // eager step + capture, then replays
+        const int steps = B == 64 ? 20 : 40;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < steps; ++i) ids = lm.step_greedy(ids, st);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+        const double floor_tps = B * 1e6 / floor_us;
+        std::printf("%-4d %12.3f %12.0f %14.0f %9.0f%%\n", B, s * 1e3, B / s, floor_tps, 100.0 * (B / s) / floor_tps);
+    } catch (const std::exception& e) {
+        std::printf("%-4d failed: %s\n", B, e.what());
+    }
+    // whole-model prefill of 600 tokens (cuBLAS bf16 products + the f32 scan), for reference
+    {
+        vlmamba::CudaMambaState st = lm.new_state(1);
+        std::vector<std::int32_t> ids(600);
+        for (auto& x : ids) x = tok(g);
+        lm.prefill(ids, st, 0);
+        const int reps = 5;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < reps; ++i) lm.prefill(ids, st, 0);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+        std::printf("prefill L 600 (B 1, all layers, last-position logits): %.2f ms\n", s * 1e3);
+    }
 }

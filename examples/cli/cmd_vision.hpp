@@ -71,11 +71,11 @@ inline void add_vision_commands(CLI::App& app) {
             ->required()->check(CLI::ExistingFile);
         cmd->add_option("-o,--output", o->out, "output .safetensors path")->required();
         cmd->callback([o] {
+            const vlmamba::Tensor px = read_pixels(o->pixels);
             Timer load_t;
             const vlmamba::VisionEncoder enc = vlmamba::load_vision_tower(o->model);
             std::fprintf(stderr, "loaded %s (%s, %d layers) in %.2f s\n", o->model.c_str(),
                          vlmamba::vision_family_name(enc.cfg.family), enc.cfg.num_hidden_layers, load_t.seconds());
-            const vlmamba::Tensor px = read_pixels(o->pixels);
             Timer run_t;
             const vlmamba::VisionOutput out = enc.forward(px);
             const double run_s = run_t.seconds();

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "cmd_eval.hpp"
 #include "cmd_inspect.hpp"
 #include "cmd_lm.hpp"
 #include "cmd_run.hpp"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
     cli::add_inspect(app);
     cli::add_logits(app);
     cli::add_tokenizer_commands(app);
+    cli::add_eval_commands(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

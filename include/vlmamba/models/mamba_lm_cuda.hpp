@@ -135,6 +135,7 @@ private:
     cuda::Stream stream_ = nullptr;
 
     void check_ids(std::span<const std::int32_t> ids, const char* op) const;
+    void check_slot(const CudaMambaState& st, int slot) const;
     // y (m, n) = x (m, k) · Wᵀ, x f32 with row stride ldx; scratch holds bf16 x for cuBLAS when weights are bf16.
     void linear(int m, int n, int k, const float* x, int ldx, void* scratch, const void* w, float* y, int ldy) const;
     // The blocks over the residual stream in w (L rows); fills the states of `slot` when st is given.
@@ -427,10 +428,13 @@ inline CudaMambaState CudaMambaLm::new_state(int batch) const {
     return s;
 }
 
-inline Tensor CudaMambaLm::prefill_device(Prefill& w, CudaMambaState& st, int slot) const {
+inline void CudaMambaLm::check_slot(const CudaMambaState& st, int slot) const {
     VLM_CHECK(st.owner == embedding.get(), "cuda_mamba_lm.prefill", "expected a state made by this model, got another");
     VLM_CHECK(slot >= 0 && slot < st.batch, "cuda_mamba_lm.prefill", "expected a state slot in [0, ", st.batch,
               "), got ", slot);
+}
+
+inline Tensor CudaMambaLm::prefill_device(Prefill& w, CudaMambaState& st, int slot) const {
     const int L = w.L, D = cfg.d_model, V = cfg.vocab_size;
     run_blocks(w, &st, slot);
     const std::size_t last = std::size_t(L - 1) * D;
@@ -446,6 +450,7 @@ inline Tensor CudaMambaLm::prefill_device(Prefill& w, CudaMambaState& st, int sl
 inline Tensor CudaMambaLm::prefill(std::span<const std::int32_t> ids, CudaMambaState& st, int slot) const {
     VLM_CHECK(!ids.empty(), "cuda_mamba_lm", "expected a non-empty prompt, got 0 tokens");
     check_ids(ids, "cuda_mamba_lm.embed");
+    check_slot(st, slot);
     const int L = int(ids.size());
     Prefill w(cfg, L, 1);
     cuda::copy_h2d(w.ids, ids.data(), ids.size_bytes());
@@ -457,6 +462,7 @@ inline Tensor CudaMambaLm::prefill(std::span<const std::int32_t> ids, CudaMambaS
 inline Tensor CudaMambaLm::prefill_embeds(const Tensor& embeds, CudaMambaState& st, int slot) const {
     VLM_CHECK(embeds.ndim() == 2 && embeds.size(1) == cfg.d_model && embeds.size(0) > 0, "cuda_mamba_lm",
               "embeddings have shape ", shape_str(embeds.shape()), ", expected (L, ", cfg.d_model, ") with L > 0");
+    check_slot(st, slot);
     const Tensor e = embeds.to(DType::F32);  // (L, D) contiguous
     Prefill w(cfg, int(e.size(0)), 1);
     cuda::copy_h2d(w.res, e.data<float>(), e.nbytes());

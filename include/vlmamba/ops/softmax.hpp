@@ -23,10 +23,16 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t cols, std::in
     constexpr std::int64_t W = fn::batch::size;
     parallel_for(rows, [&](std::int64_t r) {
         float* row = x + r * ld;
-        float m = -INFINITY;
-        for (std::int64_t c = 0; c < cols; ++c) m = std::fmax(m, row[c]);
-        fn::batch vsum(0.f), vm(m);
+        fn::batch vmax(-INFINITY);
         std::int64_t c = 0;
+        for (; c + W <= cols; c += W) vmax = xsimd::max(vmax, fn::batch::load_unaligned(row + c));
+        alignas(64) float lanes[W];
+        vmax.store_aligned(lanes);
+        float m = -INFINITY;
+        for (float v : lanes) m = std::fmax(m, v);
+        for (; c < cols; ++c) m = std::fmax(m, row[c]);
+        fn::batch vsum(0.f), vm(m);
+        c = 0;
         for (; c + W <= cols; c += W) {
             fn::batch e = xsimd::exp(fn::batch::load_unaligned(row + c) - vm);
             e.store_unaligned(row + c);
