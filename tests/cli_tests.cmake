@@ -2,3 +2,11 @@
 add_test(NAME cli_help COMMAND vlmamba_cli --help)
 add_test(NAME cli_contract COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_contract.sh $<TARGET_FILE:vlmamba_cli>
          ${CMAKE_CURRENT_SOURCE_DIR}/data)
+# eval/score: one process vs `mpirun -np 2` (same merged answers), chunks, resume, bad input, score per type.
+find_program(VLMAMBA_MPIRUN mpirun)
+if(VLMAMBA_MPIRUN)
+  add_test(NAME cli_eval_mpi COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/eval_mpi.sh $<TARGET_FILE:vlmamba_cli>
+           ${CMAKE_CURRENT_SOURCE_DIR}/data ${VLMAMBA_MPIRUN})
+else()
+  message(STATUS "mpirun not found: skipping the cli_eval_mpi test")
+endif()
