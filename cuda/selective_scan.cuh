@@ -4,11 +4,11 @@
 // One thread per (channel, group of SPT states), G threads per channel (G = next power of two of N / SPT); the
 // state lives in registers. A block owns CPB channels of one sequence (G * CPB = 128 threads, or 256 when G = 32)
 // and walks time in chunks of T steps with two shared-memory stages: while a chunk is scanned, the next chunk's
-// u, Δ, z, B and C are already in flight into registers (16-byte loads where the strides allow), and are staged
-// with softplus applied once per element after the scan. Partial sums of y meet in shared memory, D, the gate and
-// the 16-byte stores follow. The decay is exp2 of Δ · A · log2(e) (MUFU ex2).
+// u, Δ, z, B and C are already in flight into registers (4-channel accesses of u, Δ, z and 16-byte ones of B, C
+// where the strides allow), and are staged with softplus applied once per element after the scan. Partial sums of
+// y meet in shared memory; D, the gate and the 4-channel stores follow. The decay is exp2 of Δ · A · log2(e)
+// (MUFU ex2). States per thread (SPT) trade registers per thread for warps: see scan_states_per_thread.
 #pragma once
-#include <cstdlib>
 #include <type_traits>
 
 #include "common.cuh"
@@ -26,8 +26,18 @@ __device__ __forceinline__ float exp2_approx(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
-__device__ __forceinline__ float softplus_scan(float x) { return x > 20.0f ? x : log1pf(__expf(x)); }
-__device__ __forceinline__ float silu_scan(float x) { return x / (1.0f + __expf(-x)); }
+// softplus within 1e-6 relative: log1p(y) of y = e^x as a series below 0.1 (the fast log loses digits there),
+// the fast log above.
+__device__ __forceinline__ float softplus_scan(float x) {
+    if (x > 20.0f) return x;
+    const float y = __expf(x);
+    if (y >= 0.1f) return __logf(1.0f + y);
+    float p = 1.0f / 9.0f;  // y (1 - y/2 + y²/3 - ... + y⁸/9), Horner
+#pragma unroll
+    for (int k = 8; k >= 1; --k) p = fmaf(p, y, (k % 2 ? 1.0f : -1.0f) / float(k));
+    return p * y;
+}
+__device__ __forceinline__ float silu_scan(float x) { return x * __frcp_rn(1.0f + __expf(-x)); }
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
 template <class IO>
@@ -61,16 +71,19 @@ constexpr int scan_smem(int G, int SPT, int T) {
 }
 constexpr int scan_chunk(int G, int SPT) { return scan_smem(G, SPT, 32) <= 46 * 1024 ? 32 : 16; }
 
-template <class IO, int SPT, int G, int VW>
+template <class IO, int SPT, int G, bool VEC>
 __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArgs a) {
     constexpr int NT = scan_threads(G), CPB = scan_cpb(G), T = scan_chunk(G, SPT);
     constexpr int NMAX = G * SPT;
+    constexpr int VW = VEC ? 4 : 1;                                    // u, Δ, z, y: 4 channels per access
+    constexpr int VB = VEC ? 16 / int(sizeof(IO)) : 1;                 // B, C: 16 bytes per access
     constexpr int CV = CPB / VW;                      // vectors per row of the channel tile
     constexpr int RSTEP = NT / CV;                    // rows covered by one pass of the block
     constexpr int IT_E = (T + RSTEP - 1) / RSTEP;     // passes over a (T, CPB) tile
-    constexpr int IT_N = (T * NMAX / VW + NT - 1) / NT;  // passes over a (T, N) tile
+    constexpr int IT_N = (T * NMAX / VB + NT - 1) / NT;  // passes over a (T, N) tile
     static_assert(CPB % VW == 0 && NT % CV == 0, "the channel tile must hold whole vectors");
     using P = Pack<IO, VW>;
+    using PB = Pack<IO, VB>;
 
     // Rows are padded so that the staging stores and the reads of partial sums spread over the banks.
     __shared__ __align__(16) float2 s_dd[2][T][CPB + 1];  // (Δ, Δ·u) per step and channel
@@ -95,7 +108,7 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
     const IO* __restrict__ Bm = reinterpret_cast<const IO*>(a.Bm) + b * L * ldbc;
     const IO* __restrict__ Cm = reinterpret_cast<const IO*>(a.Cm) + b * L * ldbc;
     IO* __restrict__ y = reinterpret_cast<IO*>(a.y) + b * L * ldy;
-    const int NV = N / VW;  // vectors per B/C row
+    const int NV = N / VB;  // vectors per B/C row
 
     constexpr float log2e = 1.4426950408889634f;
     float h[SPT], A2[SPT];
@@ -121,7 +134,8 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
         (&s_c[0][0][0])[i] = 0.0f;
     }
 
-    P ru[IT_E], rd[IT_E], rz[IT_E], rb[IT_N], rc[IT_N];
+    P ru[IT_E], rd[IT_E], rz[IT_E];
+    PB rb[IT_N], rc[IT_N];
     float cur_u[IT_E][VW], cur_z[IT_E][VW];
 
     auto load = [&](int t0) {
@@ -145,11 +159,11 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
 #pragma unroll
         for (int r = 0; r < IT_N; ++r) {
             const int i = tid + r * NT;
-            const int t = i / NV, n0 = (i % NV) * VW;
+            const int t = i / NV, n0 = (i % NV) * VB;
             if (i < T * NV && t < nt) {
                 const std::int64_t off = std::int64_t(t0 + t) * ldbc + n0;
-                rb[r] = *reinterpret_cast<const P*>(Bm + off);
-                rc[r] = *reinterpret_cast<const P*>(Cm + off);
+                rb[r] = *reinterpret_cast<const PB*>(Bm + off);
+                rc[r] = *reinterpret_cast<const PB*>(Cm + off);
             }
         }
     };
@@ -178,11 +192,11 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
 #pragma unroll
         for (int r = 0; r < IT_N; ++r) {
             const int i = tid + r * NT;
-            const int t = i / NV, n0 = (i % NV) * VW;
+            const int t = i / NV, n0 = (i % NV) * VB;
             if (i < T * NV) {
                 const bool ok = t < nt;
 #pragma unroll
-                for (int e = 0; e < VW; ++e) {
+                for (int e = 0; e < VB; ++e) {
                     s_b[s][t][n0 + e] = ok ? to_f(rb[r].v[e]) : 0.0f;
                     s_c[s][t][n0 + e] = ok ? to_f(rc[r].v[e]) : 0.0f;
                 }
@@ -267,45 +281,44 @@ constexpr int pow2_at_least(int x) {
     return p;
 }
 
-template <class IO, int SPT, int G, int VW>
+template <class IO, int SPT, int G, bool VEC>
 void launch_scan_cfg(const ScanArgs& a, cudaStream_t s) {
     constexpr int CPB = scan_cpb(G);
     dim3 grid(unsigned((a.d_inner + CPB - 1) / CPB), unsigned(a.batch));
-    selective_scan_kernel<IO, SPT, G, VW><<<grid, scan_threads(G), 0, s>>>(a);
+    selective_scan_kernel<IO, SPT, G, VEC><<<grid, scan_threads(G), 0, s>>>(a);
 }
 
-template <class IO, int SPT, int VW>
+template <class IO, int SPT, bool VEC>
 void launch_scan_spt(const ScanArgs& a, cudaStream_t s) {
     const int G = pow2_at_least((a.d_state + SPT - 1) / SPT);
     switch (G) {
-        case 1: return launch_scan_cfg<IO, SPT, 1, VW>(a, s);
-        case 2: return launch_scan_cfg<IO, SPT, 2, VW>(a, s);
-        case 4: return launch_scan_cfg<IO, SPT, 4, VW>(a, s);
-        case 8: return launch_scan_cfg<IO, SPT, 8, VW>(a, s);
-        case 16: return launch_scan_cfg<IO, SPT, 16, VW>(a, s);
+        case 1: return launch_scan_cfg<IO, SPT, 1, VEC>(a, s);
+        case 2: return launch_scan_cfg<IO, SPT, 2, VEC>(a, s);
+        case 4: return launch_scan_cfg<IO, SPT, 4, VEC>(a, s);
+        case 8: return launch_scan_cfg<IO, SPT, 8, VEC>(a, s);
+        case 16: return launch_scan_cfg<IO, SPT, 16, VEC>(a, s);
         default:
-            if constexpr (SPT == 2) return launch_scan_cfg<IO, SPT, 32, VW>(a, s);
+            if constexpr (SPT == 2) return launch_scan_cfg<IO, SPT, 32, VEC>(a, s);
             else fail("selective_scan", "expected at most 16 state groups of ", SPT, ", got ", G);
     }
 }
 
-// True when every row of u, Δ, z, y, B and C starts on a 16-byte boundary.
+// True when the rows of u, Δ, z and y take 4-channel accesses and those of B and C 16-byte ones.
 template <class IO>
 bool scan_vectorisable(const ScanArgs& a) {
-    constexpr int VW = 16 / sizeof(IO);
+    constexpr int VB = 16 / sizeof(IO);
     const std::int64_t E = a.d_inner, N = a.d_state;
-    auto al = [](const void* p) { return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-    auto ld = [&](int v, std::int64_t dflt) { return (v ? v : dflt) % VW == 0; };
-    return E % VW == 0 && N % VW == 0 && al(a.u) && al(a.delta) && al(a.z) && al(a.y) && al(a.Bm) && al(a.Cm) &&
-           ld(a.ld_u, E) && ld(a.ld_delta, E) && ld(a.ld_z, E) && ld(a.ld_y, E) && ld(a.ld_bc, N);
+    auto al = [](const void* p, std::size_t n) { return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % n == 0; };
+    auto ld = [&](int v, std::int64_t dflt, int w) { return (v ? v : dflt) % w == 0; };
+    const std::size_t ae = 4 * sizeof(IO);
+    return E % 4 == 0 && N % VB == 0 && al(a.u, ae) && al(a.delta, ae) && al(a.z, ae) && al(a.y, ae) &&
+           al(a.Bm, 16) && al(a.Cm, 16) && ld(a.ld_u, E, 4) && ld(a.ld_delta, E, 4) && ld(a.ld_z, E, 4) &&
+           ld(a.ld_y, E, 4) && ld(a.ld_bc, N, VB);
 }
 
-// States per thread: 4 while the grid gives each SM sub-partition about two warps, else 2 or 1 for more warps.
+// States per thread: 4 while the grid gives each SM sub-partition at least two warps (B = 8 at mamba-2.8b), else 2
+// for twice the warps (B = 1; measured best on the H100), 1 only for tiny grids with N <= 16.
 inline int scan_states_per_thread(const ScanArgs& a, int sms) {
-    if (const char* env = std::getenv("VLMAMBA_SCAN_SPT")) {  // benchmark sweeps only
-        const int v = std::atoi(env);
-        if ((v == 1 && a.d_state <= 16) || (v == 2 || v == 4)) return v;
-    }
     auto warps = [&](int spt) {
         return std::int64_t(a.batch) * a.d_inner * pow2_at_least((a.d_state + spt - 1) / spt) / 32;
     };
@@ -316,12 +329,11 @@ inline int scan_states_per_thread(const ScanArgs& a, int sms) {
 
 template <class IO>
 void launch_scan(const ScanArgs& a, cudaStream_t s, int sms) {
-    constexpr int VW = 16 / sizeof(IO);
     const bool vec = scan_vectorisable<IO>(a);
     switch (scan_states_per_thread(a, sms)) {
-        case 4: return vec ? launch_scan_spt<IO, 4, VW>(a, s) : launch_scan_spt<IO, 4, 1>(a, s);
-        case 2: return vec ? launch_scan_spt<IO, 2, VW>(a, s) : launch_scan_spt<IO, 2, 1>(a, s);
-        default: return vec ? launch_scan_spt<IO, 1, VW>(a, s) : launch_scan_spt<IO, 1, 1>(a, s);
+        case 4: return vec ? launch_scan_spt<IO, 4, true>(a, s) : launch_scan_spt<IO, 4, false>(a, s);
+        case 2: return vec ? launch_scan_spt<IO, 2, true>(a, s) : launch_scan_spt<IO, 2, false>(a, s);
+        default: return vec ? launch_scan_spt<IO, 1, true>(a, s) : launch_scan_spt<IO, 1, false>(a, s);
     }
 }
 

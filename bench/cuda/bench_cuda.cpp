@@ -2,18 +2,18 @@
 // measured in the same run, one layer's fused decode kernels (conv update + state update) at B 1/8/64, and
 // whole-model decode tokens/s of a random mamba-2.8b-shaped CudaMambaLm with bf16 weights against the weight-read
 // floor (a device read of the same number of bytes, measured in the same run).
-// Usage: bench_cuda [--sweep] [--layers N]   (--sweep: the scan at each states-per-thread choice)
+// Usage: bench_cuda [--layers N]   (the decode model's layer count; 64 by default)
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
-#include <string>
+#include <utility>
 #include <vector>
 
 #include "vlmamba/cuda/api.hpp"
-#include "vlmamba/cuda/gemv.hpp"
+#include "vlmamba/cuda/decode.hpp"
 #include "vlmamba/models/mamba_lm_cuda.hpp"
 
 namespace cu = vlmamba::cuda;
@@ -41,12 +41,9 @@ void* dev_random(std::size_t n, DType t, float lo, float hi, std::mt19937& g) {
 void bench_decode(int n_layer, std::mt19937& g);
 
 int main(int argc, char** argv) {
-    bool sweep = false;
     int n_layer = 64;
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--sweep") == 0) sweep = true;
-        else if (std::strcmp(argv[i], "--layers") == 0 && i + 1 < argc) n_layer = std::atoi(argv[++i]);
-    }
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "--layers") == 0 && i + 1 < argc) n_layer = std::atoi(argv[++i]);
     if (!cu::available()) {
         std::printf("no CUDA device: nothing to measure\n");
         return 0;
@@ -65,12 +62,6 @@ int main(int argc, char** argv) {
     cu::free(src);
     cu::free(dst);
 
-    std::vector<const char*> spts{nullptr};
-    if (sweep) spts = {"4", "2", "1", nullptr};
-    for (const char* spt : spts) {
-    if (spt) setenv("VLMAMBA_SCAN_SPT", spt, 1);
-    else unsetenv("VLMAMBA_SCAN_SPT");
-    std::printf("scan, states per thread: %s\n", spt ? spt : "default choice");
     std::printf("%-5s %-4s %-6s %-6s %-4s %10s %10s %8s\n", "io", "B", "L", "E", "N", "us", "GB/s", "of copy");
     struct Shape { int B, L, E, N; };
     for (DType io : {DType::BF16, DType::F32}) {
@@ -103,8 +94,6 @@ int main(int argc, char** argv) {
                         s.L, s.E, s.N, us, gbs, 100.0 * gbs / copy_gbs);
             for (void* p : {u, dl, z, Bm, Cm, y, A, D, bias, h}) cu::free(p);
         }
-    }
-    std::printf("\n");
     }
 
     // decode kernels of one mamba-2.8b layer (E 5120, N 16, K 4): conv update + fused state update
@@ -140,7 +129,7 @@ int main(int argc, char** argv) {
     }
 
     // bf16 GEMV-shaped products of a mamba-2.8b layer at B 1 (in_proj, x_proj, dt_proj, out_proj): weight-read bound
-    std::printf("\n%-4s %14s %14s\n", "B", "layer GEMMs us", "weight GB/s");
+    std::printf("\n%-4s %14s %14s %14s %14s\n", "B", "layer GEMMs us", "weight GB/s", "gemv us", "gemv GB/s");
     for (int M : {1, 8, 64}) {
         const int d = 2560, E = 5120, R = 160, N = 16;
         struct G { int n, k; };
@@ -149,14 +138,22 @@ int main(int argc, char** argv) {
         double wbytes = 0;
         for (auto q : gs) {
             ws.push_back(dev_random(std::size_t(q.n) * q.k, DType::BF16, -1, 1, g));
-            xs.push_back(dev_random(std::size_t(M) * q.k, DType::BF16, -1, 1, g));
+            xs.push_back(dev_random(std::size_t(M) * q.k, DType::F32, -1, 1, g));  // f32: room for bf16 or f32
             ys.push_back(cu::malloc(std::size_t(M) * q.n * 4));
             wbytes += double(q.n) * q.k * 2;
         }
         const double us = cu::time_us([&] {
             for (int i = 0; i < 4; ++i) cu::gemm({M, gs[i].n, gs[i].k, xs[i], ws[i], ys[i], DType::BF16, DType::F32});
         }, 50);
-        std::printf("%-4d %14.1f %14.1f\n", M, us, wbytes / us * 1e-3);
+        // the same four products through the decode gemv (f32 activations, bf16 weights; m <= 8)
+        double gus = 0.0;
+        if (M <= 8)
+            gus = cu::time_us([&] {
+                for (int i = 0; i < 4; ++i)
+                    cu::gemv({M, gs[i].n, gs[i].k, (const float*)xs[i], ws[i], DType::BF16, (float*)ys[i]});
+            }, 50);
+        std::printf("%-4d %14.1f %14.1f %14.1f %14.1f\n", M, us, wbytes / us * 1e-3, gus,
+                    gus > 0 ? wbytes / gus * 1e-3 : 0.0);
         for (auto v : {ws, xs, ys})
             for (void* p : v) cu::free(p);
     }
@@ -234,9 +231,11 @@ void bench_decode(int n_layer, std::mt19937& g) {
                 n_layer, double(wbytes) * 1e-9);
     std::printf("device read of the same bytes: %.1f us (%.0f GB/s) -> floor %.0f steps/s\n", floor_us,
                 double(wbytes) / floor_us * 1e-3, 1e6 / floor_us);
-    std::printf("%-4s %12s %12s %14s %10s\n", "B", "ms/step", "tokens/s", "floor tok/s", "of floor");
     std::uniform_int_distribution<int> tok(0, c.vocab_size - 1);
-    for (int B : {1, 8, 64}) try {
+    std::printf("%-4s %-6s %12s %12s %14s %10s\n", "B", "fused", "ms/step", "tokens/s", "floor tok/s", "of floor");
+    for (auto [B, fuse] : {std::pair{1, true}, std::pair{1, false}, std::pair{8, true}, std::pair{8, false},
+                           std::pair{64, true}}) try {
+        lm.fuse_norm = fuse;  // norm and residual add inside the in_proj / out_proj gemv (B <= 8)
         vlmamba::CudaMambaState st = lm.new_state(B);
         std::vector<std::int32_t> ids(static_cast<std::size_t>(B), 0);
         for (auto& x : ids) x = tok(g);
@@ -246,10 +245,12 @@ void bench_decode(int n_layer, std::mt19937& g) {
         for (int i = 0; i < steps; ++i) ids = lm.step_greedy(ids, st);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
         const double floor_tps = B * 1e6 / floor_us;
-        std::printf("%-4d %12.3f %12.0f %14.0f %9.0f%%\n", B, s * 1e3, B / s, floor_tps, 100.0 * (B / s) / floor_tps);
+        std::printf("%-4d %-6s %12.3f %12.0f %14.0f %9.0f%%\n", B, B <= 8 ? (fuse ? "yes" : "no") : "-", s * 1e3,
+                    B / s, floor_tps, 100.0 * (B / s) / floor_tps);
     } catch (const std::exception& e) {
         std::printf("%-4d failed: %s\n", B, e.what());
     }
+    lm.fuse_norm = true;
     // whole-model prefill of 600 tokens (cuBLAS bf16 products + the f32 scan), for reference
     {
         vlmamba::CudaMambaState st = lm.new_state(1);
@@ -263,3 +264,4 @@ void bench_decode(int n_layer, std::mt19937& g) {
         std::printf("prefill L 600 (B 1, all layers, last-position logits): %.2f ms\n", s * 1e3);
     }
 }
+

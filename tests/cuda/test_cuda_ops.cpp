@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vlmamba/cuda/api.hpp"
+#include "vlmamba/ops/selective_scan.hpp"
 
 namespace cu = vlmamba::cuda;
 using vlmamba::DType;

@@ -5,15 +5,16 @@
 //
 // Prefill goes through cuBLAS (tf32 optional for f32 weights; bf16 weights multiply bf16-rounded activations)
 // and the chunked selective scan. Decode of B sequences runs one step per token: B <= 8 uses the weight-read
-// bound gemv with f32 activations, larger B cuBLAS. Each CudaMambaState owns its decode workspace and the CUDA
-// graph of its step: the first step of a state runs eagerly and captures the graph, later steps replay it.
+// bound gemv with f32 activations (the RMSNorm and the residual add fused into it), larger B cuBLAS; dt_proj is
+// fused into the state update. Each CudaMambaState owns its decode workspace and the CUDA graph of its step: the
+// first step of a state runs eagerly and captures the graph, later steps replay it.
 #pragma once
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "vlmamba/cuda/api.hpp"
-#include "vlmamba/cuda/gemv.hpp"
+#include "vlmamba/cuda/decode.hpp"
 #include "vlmamba/models/mamba_lm.hpp"
 
 namespace vlmamba {
@@ -98,6 +99,9 @@ public:
     MambaConfig cfg;
     DType weight_dtype = DType::F32;  // of the big matrices
     bool tf32 = false;                // f32 weights: prefill products on tf32 tensor cores
+    // Decode with B <= 8: each block's RMSNorm rides in its in_proj gemv and the residual add in its out_proj gemv
+    // (two kernels fewer per layer). Takes effect when a state captures its step graph.
+    bool fuse_norm = true;
     DeviceBuffer embedding;           // (V, D)
     std::vector<Layer> layers;
     DeviceBuffer norm_f_weight;       // (D) f32
@@ -209,8 +213,8 @@ struct CudaMambaLm::Prefill {
 // Decode workspace of a state for B sequences, carved out of CudaMambaState::work.
 struct CudaMambaLm::StepBuffers {
     std::int32_t *tokens = nullptr, *next = nullptr;
-    float *res = nullptr, *h = nullptr, *xn = nullptr, *xz = nullptr, *xc = nullptr, *xdbl = nullptr, *dt = nullptr,
-          *y = nullptr, *logits = nullptr;
+    float *res = nullptr, *h = nullptr, *xn = nullptr, *xz = nullptr, *xc = nullptr, *xdbl = nullptr, *y = nullptr,
+          *logits = nullptr;
     void* scratch = nullptr;
 
     template <class Carver>
@@ -224,7 +228,6 @@ struct CudaMambaLm::StepBuffers {
         xz = k.template take<float>(Bs * 2 * E);
         xc = k.template take<float>(Bs * E);
         xdbl = k.template take<float>(Bs * NB);
-        dt = k.template take<float>(Bs * E);
         y = k.template take<float>(Bs * E);
         logits = k.template take<float>(Bs * c.vocab_size);
         scratch = k.template take<std::uint16_t>(Bs * std::max({D, E, NB}));
@@ -257,6 +260,7 @@ inline CudaMambaLm& CudaMambaLm::operator=(CudaMambaLm&& o) noexcept {
         cfg = o.cfg;
         weight_dtype = o.weight_dtype;
         tf32 = o.tf32;
+        fuse_norm = o.fuse_norm;
         embedding = std::move(o.embedding);
         layers = std::move(o.layers);
         norm_f_weight = std::move(o.norm_f_weight);
@@ -482,22 +486,29 @@ inline CudaMambaLm::StepBuffers CudaMambaLm::step_buffers(const CudaMambaState& 
 inline void CudaMambaLm::step_body(const StepBuffers& b, CudaMambaState& st) const {
     const int B = st.batch, D = cfg.d_model, E = cfg.d_inner, N = cfg.d_state, K = cfg.d_conv, R = cfg.dt_rank;
     const int NB = R + 2 * N, V = cfg.vocab_size;
+    const bool fused = fuse_norm && B <= 8;
     cuda::embedding(b.res, embedding.get(), weight_dtype, b.tokens, B, D, V, stream_);  // (B, D)
     for (int i = 0; i < cfg.n_layer; ++i) {
         const Layer& l = layers[i];
-        cuda::rms_norm({B, D, i ? b.h : nullptr, b.res, l.norm_weight.get(), DType::F32, b.xn, DType::F32,
-                        cfg.norm_eps}, stream_);
-        linear(B, 2 * E, D, b.xn, D, b.scratch, l.in_proj_weight.get(), b.xz, 2 * E);  // (B, 2E)
+        if (fused) {  // xz = rms_norm(residual) · W_inᵀ in one gemv
+            cuda::GemvArgs g{B, 2 * E, D, b.res, l.in_proj_weight.get(), weight_dtype, b.xz, D, 2 * E};
+            g.norm_w = l.norm_weight.as<float>();
+            g.norm_eps = cfg.norm_eps;
+            cuda::gemv(g, stream_);                                                            // (B, 2E)
+        } else {
+            cuda::rms_norm({B, D, i ? b.h : nullptr, b.res, l.norm_weight.get(), DType::F32, b.xn, DType::F32,
+                            cfg.norm_eps}, stream_);
+            linear(B, 2 * E, D, b.xn, D, b.scratch, l.in_proj_weight.get(), b.xz, 2 * E);    // (B, 2E)
+        }
         float* conv_state = st.conv.as<float>() + std::size_t(i) * B * E * K;
         cuda::causal_conv1d_update({B, E, K, conv_state, b.xz, l.conv1d_weight.as<float>(),
                                     l.conv1d_bias.as<float>(), true, b.xc, 2 * E}, stream_);  // (B, E)
         linear(B, NB, E, b.xc, E, b.scratch, l.x_proj_weight.get(), b.xdbl, NB);              // (B, R + 2N)
-        linear(B, E, R, b.xdbl, NB, b.scratch, l.dt_proj_weight.get(), b.dt, E);             // (B, E)
+        // dt_proj fused into the state update: Δ (B, E) = x_dbl[:, :R] · W_dtᵀ inside the kernel
         StateUpdateArgs a{};
         a.batch = B, a.d_inner = E, a.d_state = N;
         a.h = st.ssm.as<float>() + std::size_t(i) * B * E * N;
         a.x = b.xc;
-        a.delta = b.dt;
         a.A = l.A.as<float>();
         a.Bm = b.xdbl + R;      // (B, N) columns of x_dbl
         a.Cm = b.xdbl + R + N;  // (B, N)
@@ -508,11 +519,24 @@ inline void CudaMambaLm::step_body(const StepBuffers& b, CudaMambaState& st) con
         a.delta_softplus = true;
         a.y = b.y;
         a.ld_bc = NB;
-        cuda::selective_state_update(a, stream_);                                              // (B, E)
-        linear(B, D, E, b.y, E, b.scratch, l.out_proj_weight.get(), b.h, D);                 // (B, D)
+        cuda::selective_state_update_dt({a, b.xdbl, l.dt_proj_weight.get(), weight_dtype, R, NB}, stream_);  // (B, E)
+        if (fused) {  // residual += y · W_outᵀ
+            cuda::GemvArgs g{B, D, E, b.y, l.out_proj_weight.get(), weight_dtype, b.res, E, D};
+            g.accumulate = true;
+            cuda::gemv(g, stream_);                                                            // (B, D)
+        } else {
+            linear(B, D, E, b.y, E, b.scratch, l.out_proj_weight.get(), b.h, D);             // (B, D)
+        }
     }
-    cuda::rms_norm({B, D, b.h, b.res, norm_f_weight.get(), DType::F32, b.xn, DType::F32, cfg.norm_eps}, stream_);
-    linear(B, V, D, b.xn, D, b.scratch, head(), b.logits, V);  // (B, V)
+    if (fused) {  // logits = rms_norm_f(residual) · headᵀ
+        cuda::GemvArgs g{B, V, D, b.res, head(), weight_dtype, b.logits, D, V};
+        g.norm_w = norm_f_weight.as<float>();
+        g.norm_eps = cfg.norm_eps;
+        cuda::gemv(g, stream_);                                                                // (B, V)
+    } else {
+        cuda::rms_norm({B, D, b.h, b.res, norm_f_weight.get(), DType::F32, b.xn, DType::F32, cfg.norm_eps}, stream_);
+        linear(B, V, D, b.xn, D, b.scratch, head(), b.logits, V);                            // (B, V)
+    }
     cuda::argmax_rows(b.next, b.logits, B, V, stream_);
 }
 

@@ -1,0 +1,45 @@
+// Entry points of the decode kernels in cuda/gemv.cu and cuda/state_update_dt.cu (closed box, STYLE 9: POD
+// arguments, no CUDA headers): the small-batch product, the state update with dt_proj fused, and the device read
+// probe. All pointers are device pointers. Built without CUDA, they throw (cuda/no_cuda_decode.cpp).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "vlmamba/cuda/api.hpp"
+
+namespace vlmamba::cuda {
+
+// y (m, n) f32 = x (m, k) f32 · Wᵀ with W (n, k) row-major in f32 or bf16, f32 accumulation; 1 <= m <= 8.
+// Leading dimensions 0 mean contiguous. 16-byte loads are used when k, ldx and the pointers allow.
+// With norm_w (k) f32, x is RMS-normalised first: x · rsqrt(mean(x²) + norm_eps) · norm_w per row (the pre-norm of
+// a block). With accumulate, y += x · Wᵀ (the residual add).
+struct GemvArgs {
+    int m, n, k;
+    const float* x;
+    const void* w;
+    DType w_dtype = DType::F32;
+    float* y;
+    int ldx = 0, ldy = 0;
+    const float* norm_w = nullptr;
+    float norm_eps = 1e-5f;
+    bool accumulate = false;
+};
+void gemv(const GemvArgs& a, Stream s = nullptr);
+
+// One decode step of the SSM with dt_proj fused in (mamba_simple.py: Mamba.step, from dt = F.linear(dt, W_dt) on):
+// Δ (B, E) = dt_x (B, R) · dt_wᵀ, then exactly selective_state_update with that Δ (s.delta is not read).
+struct DtStateUpdateArgs {
+    StateUpdateArgs s;
+    const float* dt_x;  // (B, R), row stride ld_dt_x (0: R); e.g. the first R columns of x_dbl
+    const void* dt_w;   // (E, R) f32 or bf16
+    DType dt_w_dtype = DType::F32;
+    int dt_rank = 0;
+    int ld_dt_x = 0;
+};
+void selective_state_update_dt(const DtStateUpdateArgs& a, Stream s = nullptr);
+
+// Reads `bytes` (a multiple of 16, 16-byte aligned) once with streaming loads; `sink` (one u32) is written only
+// in a case that never happens, so the loads stay. Timed, it gives the device read bandwidth.
+void read_probe(const void* p, std::size_t bytes, std::uint32_t* sink, Stream s = nullptr);
+
+}  // namespace vlmamba::cuda
