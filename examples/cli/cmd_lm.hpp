@@ -11,6 +11,9 @@
 #include "vlmamba/io/tokenizer.hpp"
 #include "vlmamba/models/load_mamba.hpp"
 #include "vlmamba/models/sampling.hpp"
+#ifdef VLMAMBA_CLI_CUDA
+#include "vlmamba/models/mamba_lm_cuda.hpp"
+#endif
 
 namespace cli {
 
@@ -18,6 +21,7 @@ namespace fs = std::filesystem;
 
 struct SamplingFlags {
     vlmamba::SamplingParams p;
+    std::string device = "cpu";
     int n_predict = 64;
     bool ignore_eos = false;
     bool print_ids = false;
@@ -37,6 +41,48 @@ inline void add_sampling_flags(CLI::App* cmd, SamplingFlags& f) {
     cmd->add_flag("--ignore-eos", f.ignore_eos, "generate exactly -n tokens, past <|endoftext|>");
     cmd->add_flag("--print-ids", f.print_ids, "print only the JSON list of generated ids to stdout");
     cmd->add_flag("--json", f.json, "print one JSON object (text, ids, timings) to stdout at the end");
+    cmd->add_option("--device", f.device, "cpu | cuda (the Mamba LM's prefill and decode on the GPU)")
+        ->check(CLI::IsMember({"cpu", "cuda"}))
+        ->capture_default_str();
+}
+
+// The LM's prefill + recurrent decode on the chosen device: one interface for the commands.
+struct LmRunner {
+    virtual ~LmRunner() = default;
+    virtual vlmamba::Tensor prefill(const vlmamba::Tensor& embeds) = 0;  // (L, D) -> last logits (1, V)
+    virtual vlmamba::Tensor step(std::int32_t id) = 0;                   // -> (1, V)
+};
+
+struct CpuRunner final : LmRunner {
+    const vlmamba::MambaLm& lm;
+    vlmamba::MambaState st;
+    explicit CpuRunner(const vlmamba::MambaLm& m) : lm(m), st(m.new_state(1)) {}
+    vlmamba::Tensor prefill(const vlmamba::Tensor& e) override {
+        const vlmamba::Tensor h = lm.forward_hidden(e, &st);         // (L, D)
+        return lm.logits(h.slice(0, h.size(0) - 1, h.size(0)));      // (1, V)
+    }
+    vlmamba::Tensor step(std::int32_t id) override { return lm.step(std::span<const std::int32_t>(&id, 1), st); }
+};
+
+#ifdef VLMAMBA_CLI_CUDA
+struct CudaRunner final : LmRunner {
+    vlmamba::CudaMambaLm lm;
+    vlmamba::CudaMambaState st;
+    explicit CudaRunner(const vlmamba::MambaLm& m) : lm(vlmamba::CudaMambaLm::upload(m)), st(lm.new_state(1)) {}
+    vlmamba::Tensor prefill(const vlmamba::Tensor& e) override { return lm.prefill_embeds(e, st); }
+    vlmamba::Tensor step(std::int32_t id) override { return lm.step(std::span<const std::int32_t>(&id, 1), st); }
+};
+#endif
+
+inline std::unique_ptr<LmRunner> make_runner(const vlmamba::MambaLm& lm, const std::string& device) {
+    if (device == "cuda") {
+#ifdef VLMAMBA_CLI_CUDA
+        return std::make_unique<CudaRunner>(lm);
+#else
+        vlmamba::fail("cli", "--device cuda: vlmamba was built without CUDA (configure with -DVLMAMBA_CUDA=ON and nvcc)");
+#endif
+    }
+    return std::make_unique<CpuRunner>(lm);
 }
 
 inline std::optional<vlmamba::Tokenizer> maybe_tokenizer(const fs::path& dir) {
@@ -118,15 +164,14 @@ inline void add_generate(CLI::App& app) {
             prompt = tok->encode(o->prompt);
         }
         if (prompt.empty()) vlmamba::fail("generate", "expected a non-empty prompt, got 0 tokens");
+        auto runner = make_runner(lm, o->f.device);
         Timer pre_t;
-        vlmamba::MambaState st = lm.new_state(1);
-        vlmamba::Tensor h = lm.forward_hidden(lm.embed(prompt), &st);             // (L, D)
-        vlmamba::Tensor last = lm.logits(h.slice(0, h.size(0) - 1, h.size(0)));  // (1, V)
+        vlmamba::Tensor last = runner->prefill(lm.embed(prompt));  // (1, V)
         const double prefill_s = pre_t.seconds();
         const std::int64_t n_valid = tok ? std::min<std::int64_t>(tok->vocab_size(), lm.cfg.vocab_size)
                                          : lm.cfg.vocab_size;
         const bool stream = !o->f.print_ids && !o->f.json;
-        auto step = [&](std::int32_t id) { return lm.step(std::span<const std::int32_t>(&id, 1), st); };
+        auto step = [&](std::int32_t id) { return runner->step(id); };
         GenerationResult r = generate_tokens(last, step, o->f, tok ? &*tok : nullptr, n_valid, lm.cfg.eos_token_id,
                                              prompt, stream);
         if (o->f.print_ids) std::printf("%s\n", ids_json(r.ids).c_str());

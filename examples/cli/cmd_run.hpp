@@ -84,19 +84,19 @@ inline void add_run(CLI::App& app) {
             if (!tok) vlmamba::fail("run", o->model, ": -p needs a tokenizer.json; use --ids");
             prompt = tok->encode(vlmamba::apply_prompt_template(m.config().prompt_template, o->prompt));
         }
+        auto runner = make_runner(lm, o->f.device);
         Timer tp;
-        vlmamba::MambaState st = lm.new_state(1);
-        const vlmamba::Tensor h = lm.forward_hidden(m.input_embeddings(prefixes, prompt), &st);  // (L, D)
-        const vlmamba::Tensor last = lm.logits(h.slice(0, h.size(0) - 1, h.size(0)));             // (1, V)
+        const vlmamba::Tensor embeds = m.input_embeddings(prefixes, prompt);  // (L, D)
+        const vlmamba::Tensor last = runner->prefill(embeds);                 // (1, V)
         t.prefill = tp.seconds();
         const std::int64_t n_valid = tok ? std::min<std::int64_t>(tok->vocab_size(), lm.cfg.vocab_size)
                                          : lm.cfg.vocab_size;
-        auto step = [&](std::int32_t id) { return lm.step(std::span<const std::int32_t>(&id, 1), st); };
+        auto step = [&](std::int32_t id) { return runner->step(id); };
         const bool stream = !o->f.print_ids && !o->f.json;
         GenerationResult r = generate_tokens(last, step, o->f, tok ? &*tok : nullptr, n_valid, lm.cfg.eos_token_id,
                                              prompt, stream);
         t.decode = r.decode_s;
-        const std::size_t n_prefill = std::size_t(h.size(0));
+        const std::size_t n_prefill = std::size_t(embeds.size(0));
         if (o->f.print_ids) std::printf("%s\n", ids_json(r.ids).c_str());
         if (o->f.json) {
             nlohmann::json j{{"text", r.text},
