@@ -10,3 +10,5 @@ if(VLMAMBA_MPIRUN)
 else()
   message(STATUS "mpirun not found: skipping the cli_eval_mpi test")
 endif()
+add_test(NAME cli_shapes_eval COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/shapes_eval.sh $<TARGET_FILE:vlmamba_cli>
+         ${PROJECT_SOURCE_DIR})
