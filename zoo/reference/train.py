@@ -332,6 +332,41 @@ class ConnectorVSSL2(nn.Module):
         return self.linear2(self.norm((self.vss(F.gelu(v1), hh, ww) + v1).float()))
 
 
+class ConnectorMLP(nn.Sequential):
+    """MLP (SPEC §2.1 a, LLaVA mlp2x_gelu): Linear(C_v -> d), GELU (erf), Linear(d -> d); names 0 and 2."""
+
+    def __init__(self, cv, d):
+        super().__init__(nn.Linear(cv, d), nn.GELU(), nn.Linear(d, d))
+
+    def forward(self, x, hh, ww):                                          # (B, L, C_v)
+        return self[2](F.gelu(self[0](x)))                                 # (B, L, d)
+
+
+class ConnectorVSSMLP(nn.Module):
+    """VSS-MLP (SPEC §2.1 b): MLP(Norm(VSS(x) + x)), the VSS at vision width C_v."""
+
+    def __init__(self, cv, d, cc, g):
+        super().__init__()
+        self.vss = SS2D(cv, cc["d_state"], cc["expand"], cc["d_conv"], cc["scan"], g)
+        self.norm = nn.LayerNorm(cv, eps=1e-5)
+        self.linear1 = nn.Linear(cv, d)
+        self.linear2 = nn.Linear(d, d)
+
+    def forward(self, x, hh, ww):                                          # (B, L, C_v)
+        h = self.norm((self.vss(x, hh, ww) + x).float())                   # (B, L, C_v)
+        return self.linear2(F.gelu(self.linear1(h)))                       # (B, L, d)
+
+
+def make_connector(cv, d, cc, g):
+    if cc["type"] == "mlp":
+        return ConnectorMLP(cv, d)
+    if cc["type"] == "vss_mlp":
+        return ConnectorVSSMLP(cv, d, cc, g)
+    if cc["type"] == "vss_l2":
+        return ConnectorVSSL2(cv, d, cc, g)
+    raise ValueError("[connector] expected type mlp, vss_mlp or vss_l2, got %r" % cc["type"])
+
+
 class RMSNorm(nn.Module):
     def __init__(self, d, eps):
         super().__init__()
@@ -413,7 +448,7 @@ class ShapesVLMamba(nn.Module):
         self.grid = vc["image_size"] // vc["patch_size"]
         self.vision_tower = nn.Module()
         self.vision_tower.vision_model = SiglipVision(vc)
-        self.mm_projector = ConnectorVSSL2(vc["hidden_size"], tc["hidden_size"], cc, g)
+        self.mm_projector = make_connector(vc["hidden_size"], tc["hidden_size"], cc, g)
         self.language_model = MambaLMModule(tc, g)
 
     def prefix(self, pix):                                                 # (B, 3, S, S) normalised
@@ -431,7 +466,7 @@ class ShapesVLMamba(nn.Module):
 # config and export
 # ------------------------------------------------------------------------------------------------
 
-def make_config(vocab, width=192, vlayers=6, d=256, layers=4, image=64, patch=8):
+def make_config(vocab, width=192, vlayers=6, d=256, layers=4, image=64, patch=8, connector="vss_l2", scan="bsm"):
     vc = {"model_type": "siglip_vision_model", "architectures": ["SiglipVisionModel"], "hidden_size": width,
           "intermediate_size": 4 * width, "num_hidden_layers": vlayers, "num_attention_heads": width // 32,
           "num_channels": 3, "image_size": image, "patch_size": patch, "hidden_act": "gelu_pytorch_tanh",
@@ -442,7 +477,9 @@ def make_config(vocab, width=192, vlayers=6, d=256, layers=4, image=64, patch=8)
           "use_conv_bias": True, "hidden_act": "silu", "residual_in_fp32": True, "time_step_rank": math.ceil(d / 16),
           "time_step_scale": 1.0, "time_step_min": 0.001, "time_step_max": 0.1, "tie_word_embeddings": False,
           "intermediate_size": 2 * d}
-    cc = {"type": "vss_l2", "scan": "bsm", "d_state": 16, "expand": 2, "d_conv": 3, "dt_rank": "auto"}
+    cc = {"type": connector, "scan": scan, "d_state": 16, "expand": 2, "d_conv": 3, "dt_rank": "auto"}
+    if connector == "mlp":   # no VSS: the scan settings do not apply
+        cc = {"type": "mlp"}
     return {"model_type": "vlmamba", "vision_config": vc, "connector_config": cc, "text_config": tc,
             "image_preprocess": {"preset": "siglip-so400m-384", "resize": "pad"},
             "feature_layer": -1, "prompt_template": "plain"}
@@ -644,6 +681,10 @@ def main():
     ap.add_argument("--small", action="store_true", help="tiny model for CPU debugging")
     ap.add_argument("--check", action="store_true", help="check the scan and the model against the reference")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--connector", default="vss_l2", choices=["mlp", "vss_mlp", "vss_l2"],
+                    help="connector (SPEC §2.1); ignored with --init")
+    ap.add_argument("--scan", default="bsm", choices=["bsm", "csm"], help="VSS scan (SPEC §2.2); ignored for mlp")
+    ap.add_argument("--report", help="train report path (default: OUT/../train_report.json)")
     ap.add_argument("--init", help="continue from an exported model directory (its weights and tokenizer)")
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("-m", "--model", help="model directory (--eval-only)")
@@ -679,7 +720,8 @@ def main():
     else:
         enc, tok_src = make_tokenizer(a.out)
         vocab = (enc.size + 15) // 16 * 16
-        cfg = make_config(vocab, **({"width": 32, "vlayers": 2, "d": 32, "layers": 2} if a.small else {}))
+        cfg = make_config(vocab, connector=a.connector, scan=a.scan,
+                          **({"width": 32, "vlayers": 2, "d": 32, "layers": 2} if a.small else {}))
     model = ShapesVLMamba(cfg, a.seed)
     if a.init:
         sd = {k: v.float() for k, v in ref.load_weights(a.init).items()}
@@ -687,8 +729,10 @@ def main():
         log("init: loaded %d tensors from %s" % (len(sd), a.init))
     model = model.to(dev)
     n_params = sum(p.numel() for p in model.parameters())
-    log("model: %d parameters (%.2f M); tokenizer %s, %d ids, embedding rows %d" % (
-        n_params, n_params / 1e6, tok_src, enc.size, cfg["text_config"]["vocab_size"]))
+    n_conn = sum(p.numel() for p in model.mm_projector.parameters())
+    log("model: %d parameters (%.2f M; connector %s, %d); tokenizer %s, %d ids, embedding rows %d" % (
+        n_params, n_params / 1e6, json.dumps(cfg["connector_config"]), n_conn, tok_src, enc.size,
+        cfg["text_config"]["vocab_size"]))
     if a.check:
         log("check: scan_batched vs selective_scan_ref (values, grads, float64): max rel err %.2e" % check_scan())
         log("check: training module vs reference VLMamba logits (float32): max rel err %.2e" % (
@@ -767,8 +811,9 @@ def main():
     t0 = time.time()
     answers, acc = eval_reference(a.out, items, enc)
     log("reference eval (float32 greedy, %d questions, %.1fs): %s" % (len(items), time.time() - t0, json.dumps(acc)))
-    with open(os.path.join(a.out, "..", "train_report.json"), "w") as f:
-        json.dump({"accuracy": acc, "steps": step, "train_seconds": round(t_train, 1), "batch": a.batch,
+    with open(a.report or os.path.join(a.out, "..", "train_report.json"), "w") as f:
+        json.dump({"accuracy": acc, "connector_config": cfg["connector_config"], "connector_params": n_conn,
+                   "minutes": a.minutes, "seed": a.seed, "steps": step, "train_seconds": round(t_train, 1), "batch": a.batch,
                    "scenes": a.scenes, "params": n_params, "bytes": size, "history": hist,
                    "total_seconds": round(time.time() - t_start, 1), "tokenizer": tok_src,
                    "wrong": [{"q": it[1], "gt": it[2], "got": ans} for it, ans in zip(items, answers)
