@@ -478,6 +478,7 @@ inline void run_eval(const EvalOpts& o, const CLI::App& root) {
         const std::int64_t n_valid = std::min<std::int64_t>(tok->vocab_size(), lm.cfg.vocab_size);
         std::fprintf(stderr, "%sloaded %s (%s) in %.2f s\n", label.c_str(), o.model.c_str(), m.variant().c_str(),
                      load_s);
+        const auto runner = make_runner(lm, o.f.device);
         Progress bar(todo.size(), label);
         std::string last_image;
         vlmamba::Tensor last_prefix;  // (L_v, d) of last_image: questions about one image share it
@@ -495,12 +496,11 @@ inline void run_eval(const EvalOpts& o, const CLI::App& root) {
                     prefixes.push_back(last_prefix);
                 }
                 prompt = tok->encode(vlmamba::apply_prompt_template(m.config().prompt_template, q.text));
-                vlmamba::MambaState st = lm.new_state(1);
-                const vlmamba::Tensor h = lm.forward_hidden(m.input_embeddings(prefixes, prompt), &st);  // (L, D)
-                const vlmamba::Tensor lastl = lm.logits(h.slice(0, h.size(0) - 1, h.size(0)));          // (1, V)
+                runner->reset();
+                const vlmamba::Tensor lastl = runner->prefill(m.input_embeddings(prefixes, prompt));  // (1, V)
                 SamplingFlags f = o.f;
                 f.p.seed = seed_for(o.f.p.seed, q.key);
-                auto step = [&](std::int32_t id) { return lm.step(std::span<const std::int32_t>(&id, 1), st); };
+                auto step = [&](std::int32_t id) { return runner->step(id); };
                 g = generate_tokens(lastl, step, f, nullptr, n_valid, lm.cfg.eos_token_id, prompt, false);
             } catch (const std::exception& e) {
                 last_image.clear();
@@ -642,6 +642,9 @@ inline void add_eval_commands(CLI::App& app) {
             ->capture_default_str();
         cmd->add_option("-s,--seed", o->f.p.seed, "random seed (mixed with each question_id)")->capture_default_str();
         cmd->add_flag("--json", o->json_summary, "print a JSON summary (counts, seconds, images/s) to stdout");
+        cmd->add_option("--device", o->f.device, "cpu | cuda (the Mamba LM's prefill and decode on the GPU)")
+            ->check(CLI::IsMember({"cpu", "cuda"}))
+            ->capture_default_str();
         cmd->callback([o, &app] { eval::run_eval(*o, app); });
     }
     {

@@ -51,6 +51,7 @@ struct LmRunner {
     virtual ~LmRunner() = default;
     virtual vlmamba::Tensor prefill(const vlmamba::Tensor& embeds) = 0;  // (L, D) -> last logits (1, V)
     virtual vlmamba::Tensor step(std::int32_t id) = 0;                   // -> (1, V)
+    virtual void reset() = 0;                                            // a fresh state for the next prompt
 };
 
 struct CpuRunner final : LmRunner {
@@ -62,6 +63,7 @@ struct CpuRunner final : LmRunner {
         return lm.logits(h.slice(0, h.size(0) - 1, h.size(0)));      // (1, V)
     }
     vlmamba::Tensor step(std::int32_t id) override { return lm.step(std::span<const std::int32_t>(&id, 1), st); }
+    void reset() override { st = lm.new_state(1); }
 };
 
 #ifdef VLMAMBA_CLI_CUDA
@@ -71,6 +73,7 @@ struct CudaRunner final : LmRunner {
     explicit CudaRunner(const vlmamba::MambaLm& m) : lm(vlmamba::CudaMambaLm::upload(m)), st(lm.new_state(1)) {}
     vlmamba::Tensor prefill(const vlmamba::Tensor& e) override { return lm.prefill_embeds(e, st); }
     vlmamba::Tensor step(std::int32_t id) override { return lm.step(std::span<const std::int32_t>(&id, 1), st); }
+    void reset() override { st = lm.new_state(1); }
 };
 #endif
 
