@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include "vlmamba/core/tensor.hpp"
 
@@ -25,6 +26,14 @@ inline double rel_err(const Tensor& a, const Tensor& b) {
         den = std::fmax(den, std::fabs(double(y.data<float>()[i])));
     }
     return den > 0 ? num / den : num;
+}
+
+// An I64 fixture tensor (token ids) as int32 ids.
+inline std::vector<std::int32_t> ids_of(const Tensor& t) {
+    REQUIRE(t.dtype() == DType::I64);
+    std::vector<std::int32_t> v;
+    for (std::int64_t i = 0; i < t.numel(); ++i) v.push_back(std::int32_t(t.data<std::int64_t>()[i]));
+    return v;
 }
 
 inline double max_abs_diff(const Tensor& a, const Tensor& b) {

@@ -15,12 +15,6 @@ using vlmamba::test::rel_err;
 namespace {
 const fs::path kMambaData = fs::path(VLMAMBA_TEST_DATA_DIR) / "mamba";
 
-std::vector<std::int32_t> to_ids(const Tensor& t) {
-    std::vector<std::int32_t> v;
-    for (std::int64_t i = 0; i < t.numel(); ++i) v.push_back(std::int32_t(t.data<std::int64_t>()[i]));
-    return v;
-}
-
 Tensor row(const Tensor& t, std::int64_t i) { return t.slice(0, i, i + 1); }
 }  // namespace
 
@@ -45,8 +39,8 @@ TEST_CASE("mamba LM matches transformers on the golden fixtures") {
             continue;
         }
         const WeightStore golden = WeightStore::open(base / "golden.safetensors");
-        const auto ids = to_ids(golden.get("input_ids"));
-        const auto greedy = to_ids(golden.get("greedy_ids"));
+        const auto ids = test::ids_of(golden.get("input_ids"));
+        const auto greedy = test::ids_of(golden.get("greedy_ids"));
         for (const char* variant : {"hf-f32", "ssm-f32", "hf-bf16", "ssm-bf16"}) {
             CAPTURE(cfg);
             CAPTURE(variant);

@@ -15,12 +15,6 @@ using vlmamba::test::rel_err;
 namespace {
 const fs::path kVlData = fs::path(VLMAMBA_TEST_DATA_DIR) / "vlmamba";
 
-std::vector<std::int32_t> ids_of(const Tensor& t) {
-    std::vector<std::int32_t> v;
-    for (std::int64_t i = 0; i < t.numel(); ++i) v.push_back(std::int32_t(t.data<std::int64_t>()[i]));
-    return v;
-}
-
 // Greedy continuation: prefill [prefix; ids], then recurrent steps.
 std::vector<std::int32_t> greedy(const zoo::AnyVlMamba& m, const Tensor& prefix, const std::vector<std::int32_t>& ids,
                                  std::size_t n) {
@@ -51,13 +45,13 @@ TEST_CASE("VL-Mamba matches the float64 PyTorch reference, from one directory or
         const WeightStore golden = WeightStore::open(dir / "golden.safetensors");
         const zoo::AnyVlMamba m = zoo::load(dir);
         const Tensor pixels = golden.get("pixel_values");
-        const auto ids = ids_of(golden.get("input_ids"));
+        const auto ids = test::ids_of(golden.get("input_ids"));
         const Tensor features = m.features(pixels);
         CHECK(rel_err(features, golden.get("features")) <= 2e-5);
         const Tensor prefix = m.connect(features);
         CHECK(rel_err(prefix, golden.get("prefix")) <= 2e-5);
         CHECK(rel_err(m.text_logits({prefix}, ids), golden.get("logits")) <= 2e-5);
-        const auto expect = ids_of(golden.get("greedy_ids"));
+        const auto expect = test::ids_of(golden.get("greedy_ids"));
         CHECK(greedy(m, prefix, ids, expect.size()) == expect);
     }
 }
