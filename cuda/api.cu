@@ -1,4 +1,5 @@
 // Device, memory, timing and graph entry points, the scan dispatch, and the link guard symbol.
+#include <atomic>
 #include <vector>
 
 #include "common.cuh"
@@ -10,7 +11,31 @@ namespace vlmamba::cuda {
 namespace detail {
 template <class IO>
 void launch_scan(const ScanArgs& a, cudaStream_t s, int sms);
+
+std::atomic<int> scan_spt{0};
+
+int scan_states_per_thread(const ScanArgs& a, int sms) {
+    const int forced = scan_spt.load(std::memory_order_relaxed);
+    auto warps = [&](int spt) {
+        int g = 1;
+        while (g * spt < a.d_state) g *= 2;
+        return std::int64_t(a.batch) * a.d_inner * g / 32;
+    };
+    if (forced && (forced > 1 || a.d_state <= 16) && (forced < 4 || a.d_state <= 64)) return forced;
+    if (warps(4) >= 8 * sms) return 4;
+    if (a.d_state > 16 || warps(2) >= 8 * sms) return 2;
+    return 1;
 }
+std::atomic<bool> pdl_on{true};
+bool programmatic_launch() { return pdl_on.load(std::memory_order_relaxed); }
+}  // namespace detail
+
+void set_scan_states_per_thread(int spt) {
+    VLM_CHECK(spt == 0 || spt == 1 || spt == 2 || spt == 4, "set_scan_states_per_thread",
+              "expected 0 (automatic), 1, 2 or 4, got ", spt);
+    detail::scan_spt.store(spt, std::memory_order_relaxed);
+}
+void set_programmatic_launch(bool on) { detail::pdl_on.store(on, std::memory_order_relaxed); }
 
 bool available() {
     int n = 0;

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "vlmamba/core/error.hpp"
 
@@ -31,5 +32,30 @@ __device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
 inline int blocks_for(std::int64_t n, int threads) { return int((n + threads - 1) / threads); }
+
+// Programmatic dependent launch (Hopper): a kernel launched with launch_pdl may start while its predecessor in
+// the stream is still running, once every block of the predecessor has called pdl_trigger(). Before pdl_wait() it
+// may only read what no earlier kernel of the stream writes (weights, its own state); pdl_wait() returns when the
+// predecessor has finished and its writes are visible. Our kernels trigger right after their wait, so at most two
+// grids overlap. Both are no-ops in a kernel launched without the attribute.
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+bool programmatic_launch();  // set_programmatic_launch(), on by default
+
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s, A&&... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = programmatic_launch() ? 1 : 0;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    VLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), "launch");
+}
 
 }  // namespace vlmamba::cuda::detail

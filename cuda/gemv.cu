@@ -3,6 +3,7 @@
 // comes through L1. A warp owns RPW rows and a slice of k; KW warps split k when there are few rows; warp shuffles
 // and then shared memory add the partial dot products. Optionally the x rows are RMS-normalised on the fly (each
 // block forms the row norms itself) and the result is added to y: the pre-norm and the residual add of a block.
+// Launched with launch_pdl: the first weights go to L2 before the wait for the previous kernel.
 // Also the read probe: a device read of a buffer, the floor that decode is measured against.
 #include "pack.cuh"
 #include "vlmamba/cuda/api.hpp"
@@ -12,6 +13,25 @@ namespace vlmamba::cuda {
 namespace detail {
 
 constexpr int gemv_warps = 8;
+
+// Writes y[m][r] (or adds it), then the fused conv update of channel r when asked (GemvArgs::conv_state).
+__device__ __forceinline__ void gemv_store(const GemvArgs& a, int m, int r, float v, std::int64_t ldy) {
+    float* py = a.y + m * ldy + r;
+    *py = a.accumulate ? *py + v : v;
+    if (a.conv_state && r < a.conv_e) {
+        const int K = a.conv_k;
+        float* st = a.conv_state + (std::int64_t(m) * a.conv_e + r) * K;
+        const float* w = a.conv_w + std::int64_t(r) * K;
+        float acc = a.conv_bias ? a.conv_bias[r] : 0.0f;
+        for (int j = 0; j < K - 1; ++j) {
+            st[j] = st[j + 1];
+            acc = fmaf(st[j], w[j], acc);
+        }
+        st[K - 1] = *py;
+        acc = fmaf(*py, w[K - 1], acc);
+        a.conv_y[std::int64_t(m) * a.conv_e + r] = silu(acc);
+    }
+}
 
 // VEC: rows of W and x start on 16-byte boundaries and k is a multiple of the vector width.
 template <class W, int M, int RPW, bool VEC, int UNR>
@@ -33,6 +53,18 @@ __global__ void __launch_bounds__(gemv_warps * 32) gemv_kernel(GemvArgs a, int K
     bool rok[RPW];
 #pragma unroll
     for (int i = 0; i < RPW; ++i) rok[i] = row0 + i < a.n;
+    const int nvec = a.k / VW;
+
+    // before the wait (launch_pdl): this thread's first weights into L2, while the previous kernel finishes
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+        const int v = kw * 32 + lane + j * 32 * KW;
+#pragma unroll
+        for (int i = 0; i < RPW; ++i)
+            if (rok[i] && v < nvec) prefetch_l2(w + std::int64_t(row0 + i) * a.k + std::int64_t(v) * VW);
+    }
+    pdl_wait();
+    pdl_trigger();
 
     // the fused RMSNorm: 1 / rms of each x row, from the whole row, in every block
     const float* __restrict__ nw = a.norm_w;
@@ -66,7 +98,6 @@ __global__ void __launch_bounds__(gemv_warps * 32) gemv_kernel(GemvArgs a, int K
         }
     }
 
-    const int nvec = a.k / VW;
 #pragma unroll(UNR)
     for (int v = kw * 32 + lane; v < nvec; v += 32 * KW) {
         float wf[RPW][VW];
@@ -123,10 +154,7 @@ __global__ void __launch_bounds__(gemv_warps * 32) gemv_kernel(GemvArgs a, int K
             for (int i = 0; i < RPW; ++i)
                 if (rok[i])
 #pragma unroll
-                    for (int m = 0; m < M; ++m) {
-                        float* py = a.y + m * ldy + row0 + i;
-                        *py = a.accumulate ? *py + acc[i][m] : acc[i][m];
-                    }
+                    for (int m = 0; m < M; ++m) gemv_store(a, m, row0 + i, acc[i][m], ldy);
         return;
     }
     __shared__ float part[gemv_warps][RPW * M];
@@ -140,10 +168,7 @@ __global__ void __launch_bounds__(gemv_warps * 32) gemv_kernel(GemvArgs a, int K
         const int i = lane / M, m = lane % M;
         float s = 0.0f;
         for (int q = 0; q < KW; ++q) s += part[warp + q][lane];
-        if (row0 + i < a.n) {
-            float* py = a.y + m * ldy + row0 + i;
-            *py = a.accumulate ? *py + s : s;
-        }
+        if (row0 + i < a.n) gemv_store(a, m, row0 + i, s, ldy);
     }
 }
 
@@ -157,7 +182,7 @@ void launch_gemv_cfg(const GemvArgs& a, cudaStream_t s) {
     while (KW < gemv_warps && row_warps * KW < 16LL * sm_count() && nvec >= 64 * KW * 2) KW *= 2;
     const int rows_per_block = gemv_warps / KW * RPW;
     const int blocks = int((a.n + rows_per_block - 1) / rows_per_block);
-    gemv_kernel<W, M, RPW, VEC, UNR><<<blocks, gemv_warps * 32, 0, s>>>(a, KW);
+    launch_pdl(gemv_kernel<W, M, RPW, VEC, UNR>, blocks, gemv_warps * 32, s, a, KW);
 }
 
 template <class W, int M, bool VEC>
@@ -205,6 +230,10 @@ void gemv(const GemvArgs& a, Stream s) {
               ")");
     VLM_CHECK(a.w_dtype == DType::F32 || a.w_dtype == DType::BF16, "gemv", "expected F32 or BF16 weights, got ",
               dtype_name(a.w_dtype));
+    VLM_CHECK(!a.conv_state || (a.conv_w && a.conv_y && a.conv_e >= 1 && a.conv_e <= a.n && a.conv_k >= 1 &&
+                                a.conv_k <= 8 && !a.accumulate), "gemv",
+              "expected with conv_state: conv_w, conv_y, 1 <= conv_e <= n, 1 <= conv_k <= 8 and no accumulate, got "
+              "conv_e ", a.conv_e, ", conv_k ", a.conv_k);
     VLM_CHECK((a.ldx == 0 || a.ldx >= a.k) && (a.ldy == 0 || a.ldy >= a.n), "gemv",
               "expected ldx = 0 or >= k and ldy = 0 or >= n, got ldx ", a.ldx, ", ldy ", a.ldy);
     const int vw = a.w_dtype == DType::BF16 ? 8 : 4;

@@ -68,6 +68,8 @@ __global__ void convert_kernel(void* dst, DType dt, const void* src, DType st, s
 }
 
 __global__ void argmax_kernel(std::int32_t* out, const float* x, int cols) {
+    pdl_wait();
+    pdl_trigger();
     const float* row = x + std::int64_t(blockIdx.x) * cols;
     float best = -FLT_MAX;
     int bi = 0x7fffffff;
@@ -122,7 +124,7 @@ void convert(void* dst, DType dt, const void* src, DType st, std::int64_t n, Str
 
 void argmax_rows(std::int32_t* out, const float* x, int rows, int cols, Stream s) {
     VLM_CHECK(rows >= 1 && cols >= 1, "argmax_rows", "expected rows, cols >= 1, got (", rows, ", ", cols, ")");
-    detail::argmax_kernel<<<rows, 1024, 0, detail::stream(s)>>>(out, x, cols);
+    detail::launch_pdl(detail::argmax_kernel, rows, 1024, detail::stream(s), out, x, cols);
     detail::check_launch("argmax_rows");
 }
 

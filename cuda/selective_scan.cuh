@@ -1,13 +1,14 @@
 // The prefill selective scan kernel, templated on the io type (float or bf16); instantiated per dtype in
 // selective_scan_f32.cu and selective_scan_bf16.cu.
 //
-// One thread per (channel, group of SPT states), G threads per channel (G = next power of two of N / SPT); the
-// state lives in registers. A block owns CPB channels of one sequence (G * CPB = 128 threads, or 256 when G = 32)
-// and walks time in chunks of T steps with two shared-memory stages: while a chunk is scanned, the next chunk's
-// u, Δ, z, B and C are already in flight into registers (4-channel accesses of u, Δ, z and 16-byte ones of B, C
-// where the strides allow), and are staged with softplus applied once per element after the scan. Partial sums of
-// y meet in shared memory; D, the gate and the 4-channel stores follow. The decay is exp2 of Δ · A · log2(e)
-// (MUFU ex2). States per thread (SPT) trade registers per thread for warps: see scan_states_per_thread.
+// Blocks of 64 threads (small blocks spread evenly over the SMs when B = 1). A thread owns one channel and SPT
+// states n = g, g + G, ... (G threads per channel, CPB = 64 / G channels per block); the state lives in registers.
+// Time goes in chunks of T = 32 steps through two shared-memory stages, and within a chunk in groups of 4 steps:
+// every shared access of the recurrence is a float4 holding 4 consecutive steps (Δ, Δ·u, B, C read; partial y
+// written), so the loop issues about 1.5 shared loads per step. While a chunk is scanned the next one's u, Δ, z, B
+// and C are in flight into registers; after the scan each thread owns (channel, 4-step group) pairs: it adds the G
+// partial sums of y, D·u and the gate, stores y, then stages the next chunk (softplus once per element). Shared rows
+// are padded so that no access has bank conflicts beyond its width. The decay is exp2 of Δ · A · log2(e) (MUFU).
 #pragma once
 #include <type_traits>
 
@@ -37,7 +38,8 @@ __device__ __forceinline__ float softplus_scan(float x) {
     for (int k = 8; k >= 1; --k) p = fmaf(p, y, (k % 2 ? 1.0f : -1.0f) / float(k));
     return p * y;
 }
-__device__ __forceinline__ float silu_scan(float x) { return x * __frcp_rn(1.0f + __expf(-x)); }
+// x / (1 + e^-x) with the fast divide (2 ulp); tends to 0 for very negative x.
+__device__ __forceinline__ float silu_scan(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
 template <class IO>
@@ -45,51 +47,34 @@ __device__ __forceinline__ IO from_f(float x) {
     if constexpr (std::is_same_v<IO, float>) return x;
     else return __float2bfloat16(x);
 }
+__device__ __forceinline__ float comp(const float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+__device__ __forceinline__ void add4(float4& a, const float4& b) { a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w; }
 
-// Reads SPT consecutive floats of shared memory with the widest loads.
-template <int SPT>
-__device__ __forceinline__ void load_states(const float* p, float (&v)[SPT]) {
-    if constexpr (SPT % 4 == 0) {
-#pragma unroll
-        for (int k = 0; k < SPT; k += 4) {
-            const float4 q = *reinterpret_cast<const float4*>(p + k);
-            v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
-        }
-    } else if constexpr (SPT == 2) {
-        const float2 q = *reinterpret_cast<const float2*>(p);
-        v[0] = q.x, v[1] = q.y;
-    } else {
-        v[0] = *p;
-    }
+constexpr int scan_block = 64;  // threads
+// Time steps per shared-memory stage: 32, fewer for small G (at most 2 pairs per thread) and for wide scalar B/C
+// rows (at most 8 loads of each per thread).
+constexpr int scan_chunk(int G, int nmax, int vb) {
+    int t = G >= 4 ? 32 : 8 * G;
+    while (t > 8 && t * (nmax / vb > 0 ? nmax / vb : 1) > 8 * scan_block) t /= 2;
+    return t;
 }
 
-constexpr int scan_threads(int G) { return G >= 32 ? 256 : 128; }
-constexpr int scan_cpb(int G) { return scan_threads(G) / G; }
-// Shared bytes of a block for chunk length T: two stages of (Δ, Δu), B, C and one of partial y.
-constexpr int scan_smem(int G, int SPT, int T) {
-    return 2 * T * (scan_cpb(G) + 1) * 8 + 2 * 2 * T * G * SPT * 4 + T * (scan_threads(G) + 4) * 4;
-}
-constexpr int scan_chunk(int G, int SPT) { return scan_smem(G, SPT, 32) <= 46 * 1024 ? 32 : 16; }
-
-template <class IO, int SPT, int G, bool VEC>
-__global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArgs a) {
-    constexpr int NT = scan_threads(G), CPB = scan_cpb(G), T = scan_chunk(G, SPT);
-    constexpr int NMAX = G * SPT;
-    constexpr int VW = VEC ? 4 : 1;                                    // u, Δ, z, y: 4 channels per access
-    constexpr int VB = VEC ? 16 / int(sizeof(IO)) : 1;                 // B, C: 16 bytes per access
-    constexpr int CV = CPB / VW;                      // vectors per row of the channel tile
-    constexpr int RSTEP = NT / CV;                    // rows covered by one pass of the block
-    constexpr int IT_E = (T + RSTEP - 1) / RSTEP;     // passes over a (T, CPB) tile
-    constexpr int IT_N = (T * NMAX / VB + NT - 1) / NT;  // passes over a (T, N) tile
-    static_assert(CPB % VW == 0 && NT % CV == 0, "the channel tile must hold whole vectors");
-    using P = Pack<IO, VW>;
+// VBC: rows of B and C take 16-byte loads.
+template <class IO, int SPT, int G, bool VBC>
+__global__ void __launch_bounds__(scan_block) selective_scan_kernel(ScanArgs a) {
+    constexpr int NT = scan_block, CPB = NT / G, NMAX = G * SPT;
+    constexpr int VB = VBC ? 16 / int(sizeof(IO)) : 1;           // B, C values per load
+    constexpr int T = scan_chunk(G, NMAX, VB), TQ = T / 4;
+    constexpr int PAIRS = CPB * TQ, IT = (PAIRS + NT - 1) / NT;  // (channel, 4-step group) pairs per thread
+    constexpr int IT_BC = (T * (NMAX / VB > 0 ? NMAX / VB : 1) + NT - 1) / NT;
+    static_assert(NT % CPB == 0, "a thread keeps one channel across its pairs");
     using PB = Pack<IO, VB>;
 
-    // Rows are padded so that the staging stores and the reads of partial sums spread over the banks.
-    __shared__ __align__(16) float2 s_dd[2][T][CPB + 1];  // (Δ, Δ·u) per step and channel
-    __shared__ __align__(16) float s_b[2][T][NMAX];
-    __shared__ __align__(16) float s_c[2][T][NMAX];
-    __shared__ __align__(16) float s_y[T][NT + 4];        // partial y: [t][channel * G + group]
+    __shared__ float4 s_dt[2][TQ][CPB];        // Δ after bias and softplus, 4 steps per float4
+    __shared__ float4 s_du[2][TQ][CPB];        // Δ · u
+    __shared__ float4 s_b[2][TQ][NMAX + 1];    // B[t][n]; one float4 of padding per row against bank conflicts
+    __shared__ float4 s_c[2][TQ][NMAX + 1];
+    __shared__ float4 s_y[TQ][CPB][G + 1];     // partial y of each state group
 
     const int L = a.length, E = a.d_inner, N = a.d_state;
     const int b = blockIdx.y;
@@ -97,8 +82,9 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
     const int tid = threadIdx.x;
     const int cl = tid / G, g = tid % G;  // scan role: local channel, state group
     const int c = c0 + cl;
-    const int trow = tid / CV, j0 = (tid % CV) * VW;  // load/store role: first row, first local channel
-    const int cch = c0 + j0;
+    const int pc = tid % CPB;             // pair role: local channel (the same for all of the thread's pairs)
+    const int pch = c0 + pc;
+    const bool pvalid = pch < E;
 
     const std::int64_t ldu = a.ld_u ? a.ld_u : E, ldd = a.ld_delta ? a.ld_delta : E;
     const std::int64_t ldz = a.ld_z ? a.ld_z : E, ldy = a.ld_y ? a.ld_y : E, ldbc = a.ld_bc ? a.ld_bc : N;
@@ -108,97 +94,95 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
     const IO* __restrict__ Bm = reinterpret_cast<const IO*>(a.Bm) + b * L * ldbc;
     const IO* __restrict__ Cm = reinterpret_cast<const IO*>(a.Cm) + b * L * ldbc;
     IO* __restrict__ y = reinterpret_cast<IO*>(a.y) + b * L * ldy;
-    const int NV = N / VB;  // vectors per B/C row
+    const int NV = (N + VB - 1) / VB;  // loads per B/C row (VB divides N when VBC)
 
     constexpr float log2e = 1.4426950408889634f;
     float h[SPT], A2[SPT];
 #pragma unroll
     for (int k = 0; k < SPT; ++k) {
-        const int n = g * SPT + k;
+        const int n = g + G * k;
         const bool ok = c < E && n < N;
         A2[k] = ok ? a.A[std::int64_t(c) * N + n] * log2e : 0.0f;
         h[k] = ok && a.h_in ? a.h[(std::int64_t(b) * E + c) * N + n] : 0.0f;
     }
-    // per-channel constants of the load/store role
-    bool vvalid[VW];
-    float bias[VW], Dv[VW];
-#pragma unroll
-    for (int e = 0; e < VW; ++e) {
-        vvalid[e] = cch + e < E;
-        bias[e] = vvalid[e] && a.delta_bias ? a.delta_bias[cch + e] : 0.0f;
-        Dv[e] = vvalid[e] && a.D ? a.D[cch + e] : 0.0f;
-    }
+    const float bias = pvalid && a.delta_bias ? a.delta_bias[pch] : 0.0f;
+    const float Dv = pvalid && a.D ? a.D[pch] : 0.0f;
     // states past N keep B = C = 0 in both stages
-    for (int i = tid; i < 2 * T * NMAX; i += NT) {
-        (&s_b[0][0][0])[i] = 0.0f;
-        (&s_c[0][0][0])[i] = 0.0f;
+    for (int i = tid; i < 2 * TQ * (NMAX + 1); i += NT) {
+        (&s_b[0][0][0])[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+        (&s_c[0][0][0])[i] = make_float4(0.f, 0.f, 0.f, 0.f);
     }
 
-    P ru[IT_E], rd[IT_E], rz[IT_E];
-    PB rb[IT_N], rc[IT_N];
-    float cur_u[IT_E][VW], cur_z[IT_E][VW];
+    IO ru[IT][4], rd[IT][4], rz[IT][4];
+    PB rb[IT_BC], rc[IT_BC];
+    float cur_u[IT][4], cur_z[IT][4];
 
     auto load = [&](int t0) {
-        const int nt = min(T, L - t0);
 #pragma unroll
-        for (int r = 0; r < IT_E; ++r) {
-            const int t = trow + r * RSTEP;
-            if (t < T && t < nt && vvalid[0]) {
-                const std::int64_t tt = t0 + t;
-                if constexpr (VW == 1) {
-                    ru[r].v[0] = u[tt * ldu + cch];
-                    rd[r].v[0] = dl[tt * ldd + cch];
-                    if (z) rz[r].v[0] = z[tt * ldz + cch];
-                } else {
-                    ru[r] = *reinterpret_cast<const P*>(u + tt * ldu + cch);
-                    rd[r] = *reinterpret_cast<const P*>(dl + tt * ldd + cch);
-                    if (z) rz[r] = *reinterpret_cast<const P*>(z + tt * ldz + cch);
+        for (int r = 0; r < IT; ++r) {
+            const int p = tid + r * NT, tq = p / CPB;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int t = t0 + 4 * tq + i;
+                if (p < PAIRS && pvalid && t < L) {
+                    ru[r][i] = u[t * ldu + pch];
+                    rd[r][i] = dl[t * ldd + pch];
+                    if (z) rz[r][i] = z[t * ldz + pch];
                 }
             }
         }
 #pragma unroll
-        for (int r = 0; r < IT_N; ++r) {
-            const int i = tid + r * NT;
-            const int t = i / NV, n0 = (i % NV) * VB;
-            if (i < T * NV && t < nt) {
-                const std::int64_t off = std::int64_t(t0 + t) * ldbc + n0;
-                rb[r] = *reinterpret_cast<const PB*>(Bm + off);
-                rc[r] = *reinterpret_cast<const PB*>(Cm + off);
+        for (int r = 0; r < IT_BC; ++r) {
+            const int i = tid + r * NT, t = i % T, nv = i / T;
+            if (nv < NV && t0 + t < L) {
+                const std::int64_t off = std::int64_t(t0 + t) * ldbc + nv * VB;
+                if constexpr (VBC) {
+                    rb[r] = *reinterpret_cast<const PB*>(Bm + off);
+                    rc[r] = *reinterpret_cast<const PB*>(Cm + off);
+                } else {
+                    rb[r].v[0] = Bm[off];
+                    rc[r].v[0] = Cm[off];
+                }
             }
         }
     };
     auto stage = [&](int t0, int s) {
-        const int nt = min(T, L - t0);
 #pragma unroll
-        for (int r = 0; r < IT_E; ++r) {
-            const int t = trow + r * RSTEP;
-            if (t < T) {
-                const bool tok = t < nt;
+        for (int r = 0; r < IT; ++r) {
+            const int p = tid + r * NT, tq = p / CPB;
+            if (p < PAIRS) {
+                float dt[4], du[4];
 #pragma unroll
-                for (int e = 0; e < VW; ++e) {
-                    const bool ok = tok && vvalid[e];
-                    float dt = 0.0f, uu = 0.0f;
-                    if (ok) {  // padding steps get Δ = 0: the state passes through unchanged
-                        uu = to_f(ru[r].v[e]);
-                        dt = to_f(rd[r].v[e]) + bias[e];
-                        if (a.delta_softplus) dt = softplus_scan(dt);
+                for (int i = 0; i < 4; ++i) {
+                    const bool ok = pvalid && t0 + 4 * tq + i < L;
+                    float d = 0.0f, uu = 0.0f;  // padding steps get Δ = 0: the state passes through unchanged
+                    if (ok) {
+                        uu = to_f(ru[r][i]);
+                        d = to_f(rd[r][i]) + bias;
+                        if (a.delta_softplus) d = softplus_scan(d);
                     }
-                    s_dd[s][t][j0 + e] = make_float2(dt, dt * uu);
-                    cur_u[r][e] = uu;
-                    cur_z[r][e] = ok && z ? to_f(rz[r].v[e]) : 0.0f;
+                    dt[i] = d, du[i] = d * uu;
+                    cur_u[r][i] = uu;
+                    cur_z[r][i] = ok && z ? to_f(rz[r][i]) : 0.0f;
                 }
+                s_dt[s][tq][pc] = make_float4(dt[0], dt[1], dt[2], dt[3]);
+                s_du[s][tq][pc] = make_float4(du[0], du[1], du[2], du[3]);
             }
         }
 #pragma unroll
-        for (int r = 0; r < IT_N; ++r) {
-            const int i = tid + r * NT;
-            const int t = i / NV, n0 = (i % NV) * VB;
-            if (i < T * NV) {
-                const bool ok = t < nt;
+        for (int r = 0; r < IT_BC; ++r) {
+            const int i = tid + r * NT, t = i % T, nv = i / T;
+            if (nv < NV) {
+                const bool ok = t0 + t < L;
+                float* pb = reinterpret_cast<float*>(&s_b[s][t / 4][0]) + t % 4;
+                float* pcm = reinterpret_cast<float*>(&s_c[s][t / 4][0]) + t % 4;
 #pragma unroll
                 for (int e = 0; e < VB; ++e) {
-                    s_b[s][t][n0 + e] = ok ? to_f(rb[r].v[e]) : 0.0f;
-                    s_c[s][t][n0 + e] = ok ? to_f(rc[r].v[e]) : 0.0f;
+                    const int n = nv * VB + e;
+                    if (VBC || n < N) {
+                        pb[4 * n] = ok ? to_f(rb[r].v[e]) : 0.0f;
+                        pcm[4 * n] = ok ? to_f(rc[r].v[e]) : 0.0f;
+                    }
                 }
             }
         }
@@ -212,55 +196,49 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
         const bool more = t0 + T < L;
         if (more) load(t0 + T);  // in flight during the scan below
 
-        // the recurrence: partial sums of y over this thread's states go to shared memory
+        // the recurrence, 4 steps per shared access; partial sums of y over this thread's states to s_y
 #pragma unroll
-        for (int t = 0; t < T; ++t) {
-            const float2 d = s_dd[s][t][cl];
-            float bv[SPT], cv[SPT];
-            load_states<SPT>(&s_b[s][t][g * SPT], bv);
-            load_states<SPT>(&s_c[s][t][g * SPT], cv);
-            float yt = 0.0f;
+        for (int tq = 0; tq < TQ; ++tq) {
+            const float4 dt4 = s_dt[s][tq][cl], du4 = s_du[s][tq][cl];
+            float4 bq[SPT], cq[SPT];
 #pragma unroll
             for (int k = 0; k < SPT; ++k) {
-                h[k] = fmaf(exp2_approx(d.x * A2[k]), h[k], d.y * bv[k]);
-                yt = fmaf(h[k], cv[k], yt);
+                bq[k] = s_b[s][tq][g + G * k];
+                cq[k] = s_c[s][tq][g + G * k];
             }
-            s_y[t][cl * G + g] = yt;
+            float yv[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float d = comp(dt4, i), du = comp(du4, i);
+                float acc = 0.0f;
+#pragma unroll
+                for (int k = 0; k < SPT; ++k) {
+                    h[k] = fmaf(exp2_approx(d * A2[k]), h[k], du * comp(bq[k], i));
+                    acc = fmaf(h[k], comp(cq[k], i), acc);
+                }
+                yv[i] = acc;
+            }
+            s_y[tq][cl][g] = make_float4(yv[0], yv[1], yv[2], yv[3]);
         }
         __syncthreads();
 
-        // D, gate and the store of this chunk
-        const int nt = min(T, L - t0);
+        // the G partial sums, D and the gate of each (channel, 4 steps) pair, and the store of this chunk
 #pragma unroll
-        for (int r = 0; r < IT_E; ++r) {
-            const int t = trow + r * RSTEP;
-            if (t < T && t < nt && vvalid[0]) {
-                float acc[VW];  // D·u plus the G partial sums of each of this thread's VW channels
+        for (int r = 0; r < IT; ++r) {
+            const int p = tid + r * NT, tq = p / CPB;
+            if (p < PAIRS && pvalid) {
+                float4 acc = make_float4(Dv * cur_u[r][0], Dv * cur_u[r][1], Dv * cur_u[r][2], Dv * cur_u[r][3]);
 #pragma unroll
-                for (int e = 0; e < VW; ++e) acc[e] = Dv[e] * cur_u[r][e];
-                const float* py = &s_y[t][j0 * G];
-                if constexpr ((VW * G) % 4 == 0) {
+                for (int q = 0; q < G; ++q) add4(acc, s_y[tq][pc][q]);
 #pragma unroll
-                    for (int q = 0; q < VW * G; q += 4) {
-                        const float4 v = *reinterpret_cast<const float4*>(py + q);
-                        acc[q / G] += v.x;
-                        acc[(q + 1) / G] += v.y;
-                        acc[(q + 2) / G] += v.z;
-                        acc[(q + 3) / G] += v.w;
+                for (int i = 0; i < 4; ++i) {
+                    const int t = t0 + 4 * tq + i;
+                    if (t < L) {
+                        float v = comp(acc, i);
+                        if (z) v *= silu_scan(cur_z[r][i]);
+                        y[t * ldy + pch] = from_f<IO>(v);
                     }
-                } else {
-#pragma unroll
-                    for (int q = 0; q < VW * G; ++q) acc[q / G] += py[q];
                 }
-                P out;
-#pragma unroll
-                for (int e = 0; e < VW; ++e) {
-                    if (z) acc[e] *= silu_scan(cur_z[r][e]);
-                    out.v[e] = from_f<IO>(acc[e]);
-                }
-                IO* dst = y + std::int64_t(t0 + t) * ldy + cch;
-                if constexpr (VW == 1) *dst = out.v[0];
-                else *reinterpret_cast<P*>(dst) = out;
             }
         }
         if (more) stage(t0 + T, s ^ 1);
@@ -269,7 +247,7 @@ __global__ void __launch_bounds__(scan_threads(G)) selective_scan_kernel(ScanArg
     if (a.h && c < E) {
 #pragma unroll
         for (int k = 0; k < SPT; ++k) {
-            const int n = g * SPT + k;
+            const int n = g + G * k;
             if (n < N) a.h[(std::int64_t(b) * E + c) * N + n] = h[k];
         }
     }
@@ -281,55 +259,43 @@ constexpr int pow2_at_least(int x) {
     return p;
 }
 
-template <class IO, int SPT, int G, bool VEC>
+template <class IO, int SPT, int G, bool VBC>
 void launch_scan_cfg(const ScanArgs& a, cudaStream_t s) {
-    constexpr int CPB = scan_cpb(G);
+    constexpr int CPB = scan_block / G;
     dim3 grid(unsigned((a.d_inner + CPB - 1) / CPB), unsigned(a.batch));
-    selective_scan_kernel<IO, SPT, G, VEC><<<grid, scan_threads(G), 0, s>>>(a);
+    selective_scan_kernel<IO, SPT, G, VBC><<<grid, scan_block, 0, s>>>(a);
 }
 
-template <class IO, int SPT, bool VEC>
+template <class IO, int SPT, bool VBC>
 void launch_scan_spt(const ScanArgs& a, cudaStream_t s) {
     const int G = pow2_at_least((a.d_state + SPT - 1) / SPT);
     switch (G) {
-        case 1: return launch_scan_cfg<IO, SPT, 1, VEC>(a, s);
-        case 2: return launch_scan_cfg<IO, SPT, 2, VEC>(a, s);
-        case 4: return launch_scan_cfg<IO, SPT, 4, VEC>(a, s);
-        case 8: return launch_scan_cfg<IO, SPT, 8, VEC>(a, s);
-        case 16: return launch_scan_cfg<IO, SPT, 16, VEC>(a, s);
+        case 1: return launch_scan_cfg<IO, SPT, 1, VBC>(a, s);
+        case 2: return launch_scan_cfg<IO, SPT, 2, VBC>(a, s);
+        case 4: return launch_scan_cfg<IO, SPT, 4, VBC>(a, s);
+        case 8: return launch_scan_cfg<IO, SPT, 8, VBC>(a, s);
+        case 16: return launch_scan_cfg<IO, SPT, 16, VBC>(a, s);
         default:
-            if constexpr (SPT == 2) return launch_scan_cfg<IO, SPT, 32, VEC>(a, s);
+            if constexpr (SPT == 2) return launch_scan_cfg<IO, SPT, 32, VBC>(a, s);
             else fail("selective_scan", "expected at most 16 state groups of ", SPT, ", got ", G);
     }
 }
 
-// True when the rows of u, Δ, z and y take 4-channel accesses and those of B and C 16-byte ones.
+// True when the rows of B and C take 16-byte loads.
 template <class IO>
-bool scan_vectorisable(const ScanArgs& a) {
+bool scan_bc_vectorisable(const ScanArgs& a) {
     constexpr int VB = 16 / sizeof(IO);
-    const std::int64_t E = a.d_inner, N = a.d_state;
-    auto al = [](const void* p, std::size_t n) { return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % n == 0; };
-    auto ld = [&](int v, std::int64_t dflt, int w) { return (v ? v : dflt) % w == 0; };
-    const std::size_t ae = 4 * sizeof(IO);
-    return E % 4 == 0 && N % VB == 0 && al(a.u, ae) && al(a.delta, ae) && al(a.z, ae) && al(a.y, ae) &&
-           al(a.Bm, 16) && al(a.Cm, 16) && ld(a.ld_u, E, 4) && ld(a.ld_delta, E, 4) && ld(a.ld_z, E, 4) &&
-           ld(a.ld_y, E, 4) && ld(a.ld_bc, N, VB);
+    auto al = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+    return a.d_state % VB == 0 && al(a.Bm) && al(a.Cm) && (a.ld_bc ? a.ld_bc : a.d_state) % VB == 0;
 }
 
-// States per thread: 4 while the grid gives each SM sub-partition at least two warps (B = 8 at mamba-2.8b), else 2
-// for twice the warps (B = 1; measured best on the H100), 1 only for tiny grids with N <= 16.
-inline int scan_states_per_thread(const ScanArgs& a, int sms) {
-    auto warps = [&](int spt) {
-        return std::int64_t(a.batch) * a.d_inner * pow2_at_least((a.d_state + spt - 1) / spt) / 32;
-    };
-    if (warps(4) >= 8 * sms) return 4;
-    if (a.d_state > 16 || warps(2) >= 8 * sms) return 2;
-    return 1;
-}
+// States per thread: 4 when the grid has enough warps to hide latency with them (B >= 2 at mamba-2.8b), else 2
+// (B = 1), 1 only for tiny grids with N <= 16; set_scan_states_per_thread() overrides (cuda/api.cu).
+int scan_states_per_thread(const ScanArgs& a, int sms);
 
 template <class IO>
 void launch_scan(const ScanArgs& a, cudaStream_t s, int sms) {
-    const bool vec = scan_vectorisable<IO>(a);
+    const bool vec = scan_bc_vectorisable<IO>(a);
     switch (scan_states_per_thread(a, sms)) {
         case 4: return vec ? launch_scan_spt<IO, 4, true>(a, s) : launch_scan_spt<IO, 4, false>(a, s);
         case 2: return vec ? launch_scan_spt<IO, 2, true>(a, s) : launch_scan_spt<IO, 2, false>(a, s);

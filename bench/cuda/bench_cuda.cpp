@@ -3,7 +3,9 @@
 // whole-model decode tokens/s of a random mamba-2.8b-shaped CudaMambaLm with bf16 weights against the weight-read
 // floor (a device read of the same number of bytes, measured in the same run).
 // Usage: bench_cuda [--layers N]   (the decode model's layer count; 64 by default)
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -62,37 +64,56 @@ int main(int argc, char** argv) {
     cu::free(src);
     cu::free(dst);
 
-    std::printf("%-5s %-4s %-6s %-6s %-4s %10s %10s %8s\n", "io", "B", "L", "E", "N", "us", "GB/s", "of copy");
+    // The scan: each timed call reads another of `sets` input sets (together over 128 MB, past the 50 MB L2).
+    std::printf("%-5s %-4s %-6s %-6s %-4s %-7s %10s %10s %8s\n", "io", "B", "L", "E", "N", "kernel", "us", "GB/s",
+                "of copy");
     struct Shape { int B, L, E, N; };
     for (DType io : {DType::BF16, DType::F32}) {
         for (Shape s : {Shape{1, 600, 5120, 16}, Shape{1, 2048, 5120, 16}, Shape{1, 4096, 5120, 16},
                         Shape{8, 600, 5120, 16}}) {
             const std::size_t ne = std::size_t(s.B) * s.L * s.E, nb = std::size_t(s.B) * s.L * s.N;
-            void* u = dev_random(ne, io, -1, 1, g);
-            void* dl = dev_random(ne, io, -3, 1, g);
-            void* z = dev_random(ne, io, -1, 1, g);
-            void* Bm = dev_random(nb, io, -1, 1, g);
-            void* Cm = dev_random(nb, io, -1, 1, g);
-            void* y = cu::malloc(ne * vlmamba::dtype_size(io));
+            const double set_bytes = double(ne) * 4 * vlmamba::dtype_size(io);
+            const int sets = int(std::min(8.0, std::max(1.0, std::ceil(128e6 / set_bytes))));
+            std::vector<vlmamba::ScanArgs> args;
+            std::vector<void*> bufs;
             void* A = dev_random(std::size_t(s.E) * s.N, DType::F32, -2, -0.05f, g);
             void* D = dev_random(s.E, DType::F32, -1, 1, g);
             void* bias = dev_random(s.E, DType::F32, -1, 0.5f, g);
             void* h = cu::malloc(std::size_t(s.B) * s.E * s.N * 4);
-            vlmamba::ScanArgs a{s.B, s.L, s.E, s.N, (const float*)u, (const float*)dl, (const float*)A,
-                                (const float*)Bm, (const float*)Cm};
-            a.D = (const float*)D;
-            a.z = (const float*)z;
-            a.delta_bias = (const float*)bias;
-            a.h = (float*)h;
-            a.y = (float*)y;
-            const double us = cu::time_us([&] { cu::selective_scan(a, io); }, 50);
+            for (int k = 0; k < sets; ++k) {
+                void* u = dev_random(ne, io, -1, 1, g);
+                void* dl = dev_random(ne, io, -3, 1, g);
+                void* z = dev_random(ne, io, -1, 1, g);
+                void* Bm = dev_random(nb, io, -1, 1, g);
+                void* Cm = dev_random(nb, io, -1, 1, g);
+                void* y = cu::malloc(ne * vlmamba::dtype_size(io));
+                vlmamba::ScanArgs a{s.B, s.L, s.E, s.N, (const float*)u, (const float*)dl, (const float*)A,
+                                    (const float*)Bm, (const float*)Cm};
+                a.D = (const float*)D;
+                a.z = (const float*)z;
+                a.delta_bias = (const float*)bias;
+                a.h = (float*)h;
+                a.y = (float*)y;
+                args.push_back(a);
+                for (void* p : {u, dl, z, Bm, Cm, y}) bufs.push_back(p);
+            }
             // bytes that must move: u, delta, z in, y out, B and C in, state out
             const double bytes = double(ne) * 4 * vlmamba::dtype_size(io) + double(nb) * 2 * vlmamba::dtype_size(io) +
                                  double(s.B) * s.E * s.N * 4;
-            const double gbs = bytes / us * 1e-3;
-            std::printf("%-5s %-4d %-6d %-6d %-4d %10.1f %10.1f %7.0f%%\n", io == DType::F32 ? "f32" : "bf16", s.B,
-                        s.L, s.E, s.N, us, gbs, 100.0 * gbs / copy_gbs);
-            for (void* p : {u, dl, z, Bm, Cm, y, A, D, bias, h}) cu::free(p);
+            const bool variants = s.B == 1 && s.L == 600;  // every states-per-thread choice at the headline shape
+            for (int spt : variants ? std::vector<int>{0, 1, 2, 4} : std::vector<int>{0}) {
+                cu::set_scan_states_per_thread(spt);
+                int k = 0;
+                const double us = cu::time_us([&] { cu::selective_scan(args[std::size_t(k++ % sets)], io); }, 60);
+                const double gbs = bytes / us * 1e-3;
+                char name[16];
+                std::snprintf(name, sizeof name, spt ? "spt %d" : "auto", spt);
+                std::printf("%-5s %-4d %-6d %-6d %-4d %-7s %10.1f %10.1f %7.0f%%\n", io == DType::F32 ? "f32" : "bf16",
+                            s.B, s.L, s.E, s.N, name, us, gbs, 100.0 * gbs / copy_gbs);
+            }
+            cu::set_scan_states_per_thread(0);
+            for (void* p : bufs) cu::free(p);
+            for (void* p : {A, D, bias, h}) cu::free(p);
         }
     }
 
@@ -232,10 +253,15 @@ void bench_decode(int n_layer, std::mt19937& g) {
     std::printf("device read of the same bytes: %.1f us (%.0f GB/s) -> floor %.0f steps/s\n", floor_us,
                 double(wbytes) / floor_us * 1e-3, 1e6 / floor_us);
     std::uniform_int_distribution<int> tok(0, c.vocab_size - 1);
-    std::printf("%-4s %-6s %12s %12s %14s %10s\n", "B", "fused", "ms/step", "tokens/s", "floor tok/s", "of floor");
-    for (auto [B, fuse] : {std::pair{1, true}, std::pair{1, false}, std::pair{8, true}, std::pair{8, false},
-                           std::pair{64, true}}) try {
+    std::printf("%-4s %-6s %-5s %12s %12s %14s %10s\n", "B", "fused", "pdl", "ms/step", "tokens/s", "floor tok/s",
+                "of floor");
+    struct Run { int B; bool fuse, pdl; };
+    for (Run r : {Run{1, true, true}, Run{1, true, false}, Run{1, false, true}, Run{8, true, true},
+                  Run{8, true, false}, Run{64, true, true}, Run{64, true, false}}) try {
+        const int B = r.B;
+        const bool fuse = r.fuse;
         lm.fuse_norm = fuse;  // norm and residual add inside the in_proj / out_proj gemv (B <= 8)
+        cu::set_programmatic_launch(r.pdl);  // kernels start while their predecessor finishes
         vlmamba::CudaMambaState st = lm.new_state(B);
         std::vector<std::int32_t> ids(static_cast<std::size_t>(B), 0);
         for (auto& x : ids) x = tok(g);
@@ -245,12 +271,13 @@ void bench_decode(int n_layer, std::mt19937& g) {
         for (int i = 0; i < steps; ++i) ids = lm.step_greedy(ids, st);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
         const double floor_tps = B * 1e6 / floor_us;
-        std::printf("%-4d %-6s %12.3f %12.0f %14.0f %9.0f%%\n", B, B <= 8 ? (fuse ? "yes" : "no") : "-", s * 1e3,
-                    B / s, floor_tps, 100.0 * (B / s) / floor_tps);
+        std::printf("%-4d %-6s %-5s %12.3f %12.0f %14.0f %9.0f%%\n", B, B <= 8 ? (fuse ? "yes" : "no") : "-",
+                    r.pdl ? "on" : "off", s * 1e3, B / s, floor_tps, 100.0 * (B / s) / floor_tps);
     } catch (const std::exception& e) {
-        std::printf("%-4d failed: %s\n", B, e.what());
+        std::printf("%-4d failed: %s\n", r.B, e.what());
     }
     lm.fuse_norm = true;
+    cu::set_programmatic_launch(true);
     // whole-model prefill of 600 tokens (cuBLAS bf16 products + the f32 scan), for reference
     {
         vlmamba::CudaMambaState st = lm.new_state(1);

@@ -11,9 +11,7 @@
 #include "vlmamba/io/tokenizer.hpp"
 #include "vlmamba/models/load_mamba.hpp"
 #include "vlmamba/models/sampling.hpp"
-#ifdef VLMAMBA_CLI_CUDA
-#include "vlmamba/models/mamba_lm_cuda.hpp"
-#endif
+#include "vlmamba/models/device_mamba_lm.hpp"
 
 namespace cli {
 
@@ -46,46 +44,11 @@ inline void add_sampling_flags(CLI::App* cmd, SamplingFlags& f) {
         ->capture_default_str();
 }
 
-// The LM's prefill + recurrent decode on the chosen device: one interface for the commands.
-struct LmRunner {
-    virtual ~LmRunner() = default;
-    virtual vlmamba::Tensor prefill(const vlmamba::Tensor& embeds) = 0;  // (L, D) -> last logits (1, V)
-    virtual vlmamba::Tensor step(std::int32_t id) = 0;                   // -> (1, V)
-    virtual void reset() = 0;                                            // a fresh state for the next prompt
-};
-
-struct CpuRunner final : LmRunner {
-    const vlmamba::MambaLm& lm;
-    vlmamba::MambaState st;
-    explicit CpuRunner(const vlmamba::MambaLm& m) : lm(m), st(m.new_state(1)) {}
-    vlmamba::Tensor prefill(const vlmamba::Tensor& e) override {
-        const vlmamba::Tensor h = lm.forward_hidden(e, &st);         // (L, D)
-        return lm.logits(h.slice(0, h.size(0) - 1, h.size(0)));      // (1, V)
-    }
-    vlmamba::Tensor step(std::int32_t id) override { return lm.step(std::span<const std::int32_t>(&id, 1), st); }
-    void reset() override { st = lm.new_state(1); }
-};
-
-#ifdef VLMAMBA_CLI_CUDA
-struct CudaRunner final : LmRunner {
-    vlmamba::CudaMambaLm lm;
-    vlmamba::CudaMambaState st;
-    explicit CudaRunner(const vlmamba::MambaLm& m) : lm(vlmamba::CudaMambaLm::upload(m)), st(lm.new_state(1)) {}
-    vlmamba::Tensor prefill(const vlmamba::Tensor& e) override { return lm.prefill_embeds(e, st); }
-    vlmamba::Tensor step(std::int32_t id) override { return lm.step(std::span<const std::int32_t>(&id, 1), st); }
-    void reset() override { st = lm.new_state(1); }
-};
-#endif
-
-inline std::unique_ptr<LmRunner> make_runner(const vlmamba::MambaLm& lm, const std::string& device) {
-    if (device == "cuda") {
-#ifdef VLMAMBA_CLI_CUDA
-        return std::make_unique<CudaRunner>(lm);
-#else
-        vlmamba::fail("cli", "--device cuda: vlmamba was built without CUDA (configure with -DVLMAMBA_CUDA=ON and nvcc)");
-#endif
-    }
-    return std::make_unique<CpuRunner>(lm);
+// The LM's prefill + recurrent decode on the chosen device (a copy of the model's tensors: shared, not copied).
+inline std::unique_ptr<vlmamba::DeviceMambaLm> make_runner(const vlmamba::MambaLm& lm, const std::string& device) {
+    vlmamba::LoadOptions o;
+    o.device = vlmamba::parse_device(device);
+    return std::make_unique<vlmamba::DeviceMambaLm>(vlmamba::DeviceMambaLm::from(lm, o));
 }
 
 inline std::optional<vlmamba::Tokenizer> maybe_tokenizer(const fs::path& dir) {

@@ -80,5 +80,13 @@ for sub in run inspect generate logits tokenize detokenize preprocess vision; do
   "$bin" "$sub" --help >/dev/null || bad "$sub --help"
 done
 
+# --device cuda where there is no GPU (or no CUDA in the build): exit 1 with one stderr line that names CUDA.
+"$bin" generate -m "$data/mamba/tiny-untied/hf-f32" --ids 5,6,7 -n 2 --device cuda >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -ne 0 ]; then
+  { [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "CUDA" "$tmp/err"; } ||
+    bad "generate --device cuda without a GPU: exit $rc, stderr: $(cat "$tmp/err")"
+fi
+
 [ $fails -eq 0 ] && echo "cli contract: all checks passed"
 exit $((fails > 0))

@@ -102,6 +102,11 @@ TEST_CASE("cuda: selective_scan f32 and bf16 match ref::selective_scan") {
             a.ld_u = k.ld_u;
             vlmamba::ref::selective_scan(a);
 
+            // every states-per-thread variant of the kernel (0: the automatic choice)
+            for (int spt : {0, 1, 2, 4}) {
+            if (spt == 1 && k.N > 16) continue;
+            CAPTURE(spt);
+            cu::set_scan_states_per_thread(spt);
             Dev<float> dA(A), dD(D), dbias(bias), dh(h0);
             std::vector<float> y, h;
             auto run = [&](auto& du, auto& ddl, auto& dz, auto& dB, auto& dC, auto& dy) {
@@ -133,6 +138,8 @@ TEST_CASE("cuda: selective_scan f32 and bf16 match ref::selective_scan") {
             const double tol = io == DType::F32 ? 1e-4 : 2e-2;
             CHECK(rel_err(y, y_ref) <= tol);
             CHECK(rel_err(h, h_ref) <= (io == DType::F32 ? 1e-4 : 1e-4));
+            }
+            cu::set_scan_states_per_thread(0);
         }
     }
 }

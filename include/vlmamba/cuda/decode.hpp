@@ -1,4 +1,4 @@
-// Entry points of the decode kernels in cuda/gemv.cu and cuda/state_update_dt.cu (closed box, STYLE 9: POD
+// Entry points of the decode kernels in cuda/gemv.cu and cuda/decode.cu (closed box, STYLE 9: POD
 // arguments, no CUDA headers): the small-batch product, the state update with dt_proj fused, and the device read
 // probe. All pointers are device pointers. Built without CUDA, they throw (cuda/no_cuda_decode.cpp).
 #pragma once
@@ -23,6 +23,14 @@ struct GemvArgs {
     const float* norm_w = nullptr;
     float norm_eps = 1e-5f;
     bool accumulate = false;
+    // The causal conv update of decode, fused as an epilogue (in_proj: its first conv_e rows are x): with conv_state,
+    // each output y[m][c] of a row c < conv_e also shifts into conv_state (m, conv_e, conv_k), and
+    // conv_y[m][c] = silu(conv_bias[c] + Σ_j state[j] · conv_w[c][j]) after the shift. All f32.
+    float* conv_state = nullptr;
+    const float* conv_w = nullptr;     // (conv_e, conv_k)
+    const float* conv_bias = nullptr;  // (conv_e) or null
+    float* conv_y = nullptr;           // (m, conv_e)
+    int conv_e = 0, conv_k = 0;
 };
 void gemv(const GemvArgs& a, Stream s = nullptr);
 

@@ -99,8 +99,8 @@ public:
     MambaConfig cfg;
     DType weight_dtype = DType::F32;  // of the big matrices
     bool tf32 = false;                // f32 weights: prefill products on tf32 tensor cores
-    // Decode with B <= 8: each block's RMSNorm rides in its in_proj gemv and the residual add in its out_proj gemv
-    // (two kernels fewer per layer). Takes effect when a state captures its step graph.
+    // Decode with B <= 8: each block's RMSNorm and conv update ride in its in_proj gemv and the residual add in its
+    // out_proj gemv (three kernels fewer per layer). Takes effect when a state captures its step graph.
     bool fuse_norm = true;
     DeviceBuffer embedding;           // (V, D)
     std::vector<Layer> layers;
@@ -490,19 +490,24 @@ inline void CudaMambaLm::step_body(const StepBuffers& b, CudaMambaState& st) con
     cuda::embedding(b.res, embedding.get(), weight_dtype, b.tokens, B, D, V, stream_);  // (B, D)
     for (int i = 0; i < cfg.n_layer; ++i) {
         const Layer& l = layers[i];
-        if (fused) {  // xz = rms_norm(residual) · W_inᵀ in one gemv
+        float* conv_state = st.conv.as<float>() + std::size_t(i) * B * E * K;
+        if (fused) {  // xz = rms_norm(residual) · W_inᵀ in one gemv, the conv update of x in its epilogue
             cuda::GemvArgs g{B, 2 * E, D, b.res, l.in_proj_weight.get(), weight_dtype, b.xz, D, 2 * E};
             g.norm_w = l.norm_weight.as<float>();
             g.norm_eps = cfg.norm_eps;
-            cuda::gemv(g, stream_);                                                            // (B, 2E)
+            g.conv_state = conv_state;
+            g.conv_w = l.conv1d_weight.as<float>();
+            g.conv_bias = l.conv1d_bias.as<float>();
+            g.conv_y = b.xc;
+            g.conv_e = E, g.conv_k = K;
+            cuda::gemv(g, stream_);                                                            // (B, 2E), (B, E)
         } else {
             cuda::rms_norm({B, D, i ? b.h : nullptr, b.res, l.norm_weight.get(), DType::F32, b.xn, DType::F32,
                             cfg.norm_eps}, stream_);
             linear(B, 2 * E, D, b.xn, D, b.scratch, l.in_proj_weight.get(), b.xz, 2 * E);    // (B, 2E)
+            cuda::causal_conv1d_update({B, E, K, conv_state, b.xz, l.conv1d_weight.as<float>(),
+                                        l.conv1d_bias.as<float>(), true, b.xc, 2 * E}, stream_);  // (B, E)
         }
-        float* conv_state = st.conv.as<float>() + std::size_t(i) * B * E * K;
-        cuda::causal_conv1d_update({B, E, K, conv_state, b.xz, l.conv1d_weight.as<float>(),
-                                    l.conv1d_bias.as<float>(), true, b.xc, 2 * E}, stream_);  // (B, E)
         linear(B, NB, E, b.xc, E, b.scratch, l.x_proj_weight.get(), b.xdbl, NB);              // (B, R + 2N)
         // dt_proj fused into the state update: Δ (B, E) = x_dbl[:, :R] · W_dtᵀ inside the kernel
         StateUpdateArgs a{};
