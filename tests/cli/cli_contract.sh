@@ -80,11 +80,12 @@ for sub in run inspect generate logits tokenize detokenize preprocess vision; do
   "$bin" "$sub" --help >/dev/null || bad "$sub --help"
 done
 
-# --device cuda where there is no GPU (or no CUDA in the build): exit 1 with one stderr line that names CUDA.
+# --device cuda where there is no GPU (or no CUDA in the build): exit 1 with one error line that names CUDA (after
+# the load progress line).
 "$bin" generate -m "$data/mamba/tiny-untied/hf-f32" --ids 5,6,7 -n 2 --device cuda >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ $rc -ne 0 ]; then
-  { [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "CUDA" "$tmp/err"; } ||
+  { [ $rc -eq 1 ] && [ "$(grep -c "error" "$tmp/err")" -eq 1 ] && tail -1 "$tmp/err" | grep -q "error.*CUDA"; } ||
     bad "generate --device cuda without a GPU: exit $rc, stderr: $(cat "$tmp/err")"
 fi
 

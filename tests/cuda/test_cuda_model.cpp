@@ -12,6 +12,7 @@
 #include <random>
 
 #include "../unit/test_helpers.hpp"
+#include "vlmamba/models/device_mamba_lm.hpp"
 #include "vlmamba/models/load_mamba.hpp"
 #include "vlmamba/models/mamba_lm_cuda.hpp"
 #include "vlmamba/ops/selective_scan.hpp"
@@ -341,4 +342,36 @@ TEST_CASE("cuda decode: the state update with dt_proj fused equals dt_proj then 
             CHECK(max_rel(dh.get(), hd) <= 1e-4);
         }
     }
+}
+
+// DeviceMambaLm: load(dir, {.device}) then prefill + step gives transformers' greedy continuation on the CPU (runs
+// everywhere) and on the GPU (skipped without one); Device::Cuda without a device is a clear error.
+TEST_CASE("device model: DeviceMambaLm::load on cpu and cuda reproduces the greedy continuation") {
+    const fs::path base = kMambaData / "tiny-untied";
+    if (!have(base / "golden.safetensors")) return;
+    const WeightStore golden = WeightStore::open(base / "golden.safetensors");
+    const auto ids = to_ids(golden.get("input_ids"));
+    const auto greedy = to_ids(golden.get("greedy_ids"));
+    auto continuation = [&](DeviceMambaLm& lm) {
+        std::vector<std::int32_t> out;
+        Tensor last = lm.prefill(ids);  // (1, V)
+        for (std::size_t i = 0; i < greedy.size(); ++i) {
+            out.push_back(argmax(last));
+            last = lm.step(out.back());
+        }
+        return out;
+    };
+    DeviceMambaLm cpu = DeviceMambaLm::load(base / "hf-f32", {.device = Device::Cpu});
+    CHECK(cpu.device() == Device::Cpu);
+    CHECK(continuation(cpu) == greedy);
+    CHECK(continuation(cpu) == greedy);  // prefill starts from a fresh state
+    if (!cuda::available()) {
+        CHECK_THROWS_WITH(DeviceMambaLm::load(base / "hf-f32", {.device = Device::Cuda}),
+                          doctest::Contains("CUDA"));
+        return;
+    }
+    DeviceMambaLm gpu = DeviceMambaLm::load(base / "hf-f32", {.device = Device::Cuda});
+    CHECK(gpu.device() == Device::Cuda);
+    CHECK(continuation(gpu) == greedy);
+    CHECK(continuation(gpu) == greedy);
 }
