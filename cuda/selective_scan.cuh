@@ -10,6 +10,8 @@
 // partial sums of y, D·u and the gate, stores y, then stages the next chunk (softplus once per element). Shared rows
 // are padded so that no access has bank conflicts beyond its width. The decay is exp2 of Δ · A · log2(e) (MUFU).
 #pragma once
+#include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "common.cuh"
@@ -17,26 +19,20 @@
 
 namespace vlmamba::cuda::detail {
 
-template <class T, int W>
-struct alignas(sizeof(T) * W) Pack {
-    T v[W];
-};
-
 __device__ __forceinline__ float exp2_approx(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
-// softplus within 1e-6 relative: log1p(y) of y = e^x as a series below 0.1 (the fast log loses digits there),
-// the fast log above.
+// softplus within 1e-6 relative, without branches (both ways are computed and one is selected): log1p(y) of
+// y = e^x as a series below 0.1 (the fast log loses digits there), the fast log above, x itself above 20.
 __device__ __forceinline__ float softplus_scan(float x) {
-    if (x > 20.0f) return x;
-    const float y = __expf(x);
-    if (y >= 0.1f) return __logf(1.0f + y);
-    float p = 1.0f / 9.0f;  // y (1 - y/2 + y²/3 - ... + y⁸/9), Horner
+    const float y = __expf(fminf(x, 20.0f));
+    float p = 1.0f / 7.0f;  // y (1 - y/2 + y²/3 - ... + y⁶/7), Horner; the next term is under 2e-8 of it
 #pragma unroll
-    for (int k = 8; k >= 1; --k) p = fmaf(p, y, (k % 2 ? 1.0f : -1.0f) / float(k));
-    return p * y;
+    for (int k = 6; k >= 1; --k) p = fmaf(p, y, (k % 2 ? 1.0f : -1.0f) / float(k));
+    const float r = y < 0.1f ? p * y : __logf(1.0f + y);
+    return x > 20.0f ? x : r;
 }
 // x / (1 + e^-x) with the fast divide (2 ulp); tends to 0 for very negative x.
 __device__ __forceinline__ float silu_scan(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
@@ -47,33 +43,45 @@ __device__ __forceinline__ IO from_f(float x) {
     if constexpr (std::is_same_v<IO, float>) return x;
     else return __float2bfloat16(x);
 }
+// 16 bytes of B or C: 4 floats or 8 bf16 (little endian: the low half is the even element).
+template <class IO, int VB>
+__device__ __forceinline__ void unpack_bc(const uint4& q, float (&f)[VB]) {
+    const std::uint32_t w[4] = {q.x, q.y, q.z, q.w};
+    if constexpr (std::is_same_v<IO, float>) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f[i] = __uint_as_float(w[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f[2 * i] = __uint_as_float(w[i] << 16), f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
 __device__ __forceinline__ float comp(const float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 __device__ __forceinline__ void add4(float4& a, const float4& b) { a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w; }
 
 constexpr int scan_block = 64;  // threads
 // Time steps per shared-memory stage: 32, fewer for small G (at most 2 pairs per thread) and for wide scalar B/C
 // rows (at most 8 loads of each per thread).
-constexpr int scan_chunk(int G, int nmax, int vb) {
+constexpr int scan_chunk(int G, int nmax, int vb, int nt = scan_block) {
     int t = G >= 4 ? 32 : 8 * G;
-    while (t > 8 && t * (nmax / vb > 0 ? nmax / vb : 1) > 8 * scan_block) t /= 2;
+    while (t > 8 && t * (nmax / vb > 0 ? nmax / vb : 1) > 8 * nt) t /= 2;
     return t;
 }
 
 // VBC: rows of B and C take 16-byte loads.
-template <class IO, int SPT, int G, bool VBC>
-__global__ void __launch_bounds__(scan_block) selective_scan_kernel(ScanArgs a) {
-    constexpr int NT = scan_block, CPB = NT / G, NMAX = G * SPT;
+template <class IO, int SPT, int G, bool VBC, int NT = scan_block>
+__global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
+    constexpr int CPB = NT / G, NMAX = G * SPT;
     constexpr int VB = VBC ? 16 / int(sizeof(IO)) : 1;           // B, C values per load
-    constexpr int T = scan_chunk(G, NMAX, VB), TQ = T / 4;
+    constexpr int T = scan_chunk(G, NMAX, VB, NT), TQ = T / 4;
     constexpr int PAIRS = CPB * TQ, IT = (PAIRS + NT - 1) / NT;  // (channel, 4-step group) pairs per thread
     constexpr int IT_BC = (T * (NMAX / VB > 0 ? NMAX / VB : 1) + NT - 1) / NT;
     static_assert(NT % CPB == 0, "a thread keeps one channel across its pairs");
-    using PB = Pack<IO, VB>;
 
     __shared__ float4 s_dt[2][TQ][CPB];        // Δ after bias and softplus, 4 steps per float4
     __shared__ float4 s_du[2][TQ][CPB];        // Δ · u
-    __shared__ float4 s_b[2][TQ][NMAX + 1];    // B[t][n]; one float4 of padding per row against bank conflicts
-    __shared__ float4 s_c[2][TQ][NMAX + 1];
+    __shared__ float4 s_bc[2][2][TQ][NMAX + 1];  // B, C [t][n]; one float4 of padding per row against bank conflicts
+    auto& s_b = s_bc[0];
+    auto& s_c = s_bc[1];
     __shared__ float4 s_y[TQ][CPB][G + 1];     // partial y of each state group
 
     const int L = a.length, E = a.d_inner, N = a.d_state;
@@ -86,14 +94,17 @@ __global__ void __launch_bounds__(scan_block) selective_scan_kernel(ScanArgs a) 
     const int pch = c0 + pc;
     const bool pvalid = pch < E;
 
-    const std::int64_t ldu = a.ld_u ? a.ld_u : E, ldd = a.ld_delta ? a.ld_delta : E;
-    const std::int64_t ldz = a.ld_z ? a.ld_z : E, ldy = a.ld_y ? a.ld_y : E, ldbc = a.ld_bc ? a.ld_bc : N;
-    const IO* __restrict__ u = reinterpret_cast<const IO*>(a.u) + b * L * ldu;
-    const IO* __restrict__ dl = reinterpret_cast<const IO*>(a.delta) + b * L * ldd;
-    const IO* __restrict__ z = a.z ? reinterpret_cast<const IO*>(a.z) + b * L * ldz : nullptr;
-    const IO* __restrict__ Bm = reinterpret_cast<const IO*>(a.Bm) + b * L * ldbc;
-    const IO* __restrict__ Cm = reinterpret_cast<const IO*>(a.Cm) + b * L * ldbc;
-    IO* __restrict__ y = reinterpret_cast<IO*>(a.y) + b * L * ldy;
+    // offsets within a sequence are 32-bit (the launcher checks L · stride < 2^31); the batch offset is 64-bit
+    const int ldu = a.ld_u ? a.ld_u : E, ldd = a.ld_delta ? a.ld_delta : E;
+    const int ldz = a.ld_z ? a.ld_z : E, ldy = a.ld_y ? a.ld_y : E, ldbc = a.ld_bc ? a.ld_bc : N;
+    const std::int64_t bL = std::int64_t(b) * L;
+    const IO* __restrict__ u = reinterpret_cast<const IO*>(a.u) + bL * ldu;
+    const IO* __restrict__ dl = reinterpret_cast<const IO*>(a.delta) + bL * ldd;
+    const bool has_z = a.z != nullptr;
+    const IO* __restrict__ z = has_z ? reinterpret_cast<const IO*>(a.z) + bL * ldz : nullptr;
+    const IO* __restrict__ Bm = reinterpret_cast<const IO*>(a.Bm) + bL * ldbc;
+    const IO* __restrict__ Cm = reinterpret_cast<const IO*>(a.Cm) + bL * ldbc;
+    IO* __restrict__ y = reinterpret_cast<IO*>(a.y) + bL * ldy;
     const int NV = (N + VB - 1) / VB;  // loads per B/C row (VB divides N when VBC)
 
     constexpr float log2e = 1.4426950408889634f;
@@ -108,45 +119,82 @@ __global__ void __launch_bounds__(scan_block) selective_scan_kernel(ScanArgs a) 
     const float bias = pvalid && a.delta_bias ? a.delta_bias[pch] : 0.0f;
     const float Dv = pvalid && a.D ? a.D[pch] : 0.0f;
     // states past N keep B = C = 0 in both stages
-    for (int i = tid; i < 2 * TQ * (NMAX + 1); i += NT) {
-        (&s_b[0][0][0])[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-        (&s_c[0][0][0])[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    }
+    for (int i = tid; i < 4 * TQ * (NMAX + 1); i += NT) (&s_bc[0][0][0][0])[i] = make_float4(0.f, 0.f, 0.f, 0.f);
 
     IO ru[IT][4], rd[IT][4], rz[IT][4];
-    PB rb[IT_BC], rc[IT_BC];
+    // B, C stay packed until staged (unpacking at load time would wait for the loads before the scan)
+    using RawBC = std::conditional_t<VBC, uint4, IO>;
+    RawBC rb[IT_BC], rc[IT_BC];
     float cur_u[IT][4], cur_z[IT][4];
 
-    auto load = [&](int t0) {
+    // Per-thread pointers to the next chunk's rows, advanced by one chunk per load / store (no index arithmetic
+    // per element): u, Δ, z of each pair's first row, y of each pair's first row, B and C of each B/C load.
+    const IO* pu[IT];
+    const IO* pd[IT];
+    const IO* pz[IT];
+    IO* py[IT];
+#pragma unroll
+    for (int r = 0; r < IT; ++r) {
+        const int row = 4 * ((tid + r * NT) / CPB);
+        pu[r] = u + row * ldu + pch;
+        pd[r] = dl + row * ldd + pch;
+        pz[r] = has_z ? z + row * ldz + pch : nullptr;
+        py[r] = y + row * ldy + pch;
+    }
+    const IO* pbm[IT_BC];
+    const IO* pcm[IT_BC];
+    float* sb[IT_BC];  // this thread's B/C staging slot in stage 0 (stage 1 is one stage further)
+#pragma unroll
+    for (int r = 0; r < IT_BC; ++r) {
+        const int i = tid + r * NT, t = i % T, nv = i / T;
+        pbm[r] = Bm + t * ldbc + nv * VB;
+        pcm[r] = Cm + t * ldbc + nv * VB;
+        sb[r] = reinterpret_cast<float*>(&s_b[0][t / 4][0]) + t % 4 + 4 * nv * VB;
+    }
+    constexpr int SB_STAGE = TQ * (NMAX + 1) * 4;                  // floats per stage of s_b / s_c
+    constexpr int SC_OFF = 2 * SB_STAGE;                            // s_c follows s_b
+
+    // A chunk is full when all its steps and all the block's channels exist: no per-element checks then.
+    const bool block_full = c0 + CPB <= E;
+    auto full_chunk = [&](int t0) { return block_full && t0 + T <= L; };
+    auto load_impl = [&](int t0, auto full) {
+        constexpr bool F = decltype(full)::value;
 #pragma unroll
         for (int r = 0; r < IT; ++r) {
-            const int p = tid + r * NT, tq = p / CPB;
+            const int p = tid + r * NT, t = t0 + 4 * ((tid + r * NT) / CPB);
+            const IO* qu = pu[r];
+            const IO* qd = pd[r];
+            const IO* qz = pz[r];
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                const int t = t0 + 4 * tq + i;
-                if (p < PAIRS && pvalid && t < L) {
-                    ru[r][i] = u[t * ldu + pch];
-                    rd[r][i] = dl[t * ldd + pch];
-                    if (z) rz[r][i] = z[t * ldz + pch];
+                if (F ? p < PAIRS : p < PAIRS && pvalid && t + i < L) {
+                    ru[r][i] = *qu;
+                    rd[r][i] = *qd;
+                    if (has_z) rz[r][i] = *qz;
                 }
+                qu += ldu, qd += ldd;
+                if (has_z) qz += ldz;
             }
+            pu[r] += T * ldu, pd[r] += T * ldd;
+            if (has_z) pz[r] += T * ldz;
         }
 #pragma unroll
         for (int r = 0; r < IT_BC; ++r) {
             const int i = tid + r * NT, t = i % T, nv = i / T;
-            if (nv < NV && t0 + t < L) {
-                const std::int64_t off = std::int64_t(t0 + t) * ldbc + nv * VB;
+            if (nv < NV && (F || t0 + t < L)) {
                 if constexpr (VBC) {
-                    rb[r] = *reinterpret_cast<const PB*>(Bm + off);
-                    rc[r] = *reinterpret_cast<const PB*>(Cm + off);
+                    rb[r] = __ldg(reinterpret_cast<const uint4*>(pbm[r]));
+                    rc[r] = __ldg(reinterpret_cast<const uint4*>(pcm[r]));
                 } else {
-                    rb[r].v[0] = Bm[off];
-                    rc[r].v[0] = Cm[off];
+                    rb[r] = *pbm[r];
+                    rc[r] = *pcm[r];
                 }
             }
+            pbm[r] += T * ldbc, pcm[r] += T * ldbc;
         }
     };
-    auto stage = [&](int t0, int s) {
+    auto stage_impl = [&](int t0, int s, auto full) {
+        constexpr bool F = decltype(full)::value;
 #pragma unroll
         for (int r = 0; r < IT; ++r) {
             const int p = tid + r * NT, tq = p / CPB;
@@ -154,16 +202,15 @@ __global__ void __launch_bounds__(scan_block) selective_scan_kernel(ScanArgs a) 
                 float dt[4], du[4];
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
-                    const bool ok = pvalid && t0 + 4 * tq + i < L;
-                    float d = 0.0f, uu = 0.0f;  // padding steps get Δ = 0: the state passes through unchanged
-                    if (ok) {
-                        uu = to_f(ru[r][i]);
-                        d = to_f(rd[r][i]) + bias;
-                        if (a.delta_softplus) d = softplus_scan(d);
-                    }
+                    // padding steps get Δ = 0: the state passes through unchanged
+                    const bool ok = F || (pvalid && t0 + 4 * tq + i < L);
+                    const float uu = ok ? to_f(ru[r][i]) : 0.0f;
+                    float d = to_f(rd[r][i]) + bias;
+                    if (a.delta_softplus) d = softplus_scan(d);
+                    d = ok ? d : 0.0f;
                     dt[i] = d, du[i] = d * uu;
                     cur_u[r][i] = uu;
-                    cur_z[r][i] = ok && z ? to_f(rz[r][i]) : 0.0f;
+                    cur_z[r][i] = ok && has_z ? to_f(rz[r][i]) : 0.0f;
                 }
                 s_dt[s][tq][pc] = make_float4(dt[0], dt[1], dt[2], dt[3]);
                 s_du[s][tq][pc] = make_float4(du[0], du[1], du[2], du[3]);
@@ -173,19 +220,54 @@ __global__ void __launch_bounds__(scan_block) selective_scan_kernel(ScanArgs a) 
         for (int r = 0; r < IT_BC; ++r) {
             const int i = tid + r * NT, t = i % T, nv = i / T;
             if (nv < NV) {
-                const bool ok = t0 + t < L;
-                float* pb = reinterpret_cast<float*>(&s_b[s][t / 4][0]) + t % 4;
-                float* pcm = reinterpret_cast<float*>(&s_c[s][t / 4][0]) + t % 4;
+                const bool ok = F || t0 + t < L;
+                float* qb = sb[r] + s * SB_STAGE;
+                float fb[VB], fc[VB];
+                if constexpr (VBC) {
+                    unpack_bc<IO>(rb[r], fb);
+                    unpack_bc<IO>(rc[r], fc);
+                } else {
+                    fb[0] = to_f(rb[r]), fc[0] = to_f(rc[r]);
+                }
 #pragma unroll
                 for (int e = 0; e < VB; ++e) {
-                    const int n = nv * VB + e;
-                    if (VBC || n < N) {
-                        pb[4 * n] = ok ? to_f(rb[r].v[e]) : 0.0f;
-                        pcm[4 * n] = ok ? to_f(rc[r].v[e]) : 0.0f;
+                    if (VBC || nv * VB + e < N) {
+                        qb[4 * e] = ok ? fb[e] : 0.0f;
+                        qb[SC_OFF + 4 * e] = ok ? fc[e] : 0.0f;
                     }
                 }
             }
         }
+    };
+    auto store_impl = [&](int t0, auto full) {
+        constexpr bool F = decltype(full)::value;
+#pragma unroll
+        for (int r = 0; r < IT; ++r) {
+            const int p = tid + r * NT, tq = p / CPB;
+            if (p < PAIRS && (F || pvalid)) {
+                float4 acc = make_float4(Dv * cur_u[r][0], Dv * cur_u[r][1], Dv * cur_u[r][2], Dv * cur_u[r][3]);
+#pragma unroll
+                for (int q = 0; q < G; ++q) add4(acc, s_y[tq][pc][q]);
+                IO* qy = py[r];
+#pragma unroll
+                for (int i = 0; i < 4; ++i, qy += ldy) {
+                    if (F || t0 + 4 * tq + i < L) {
+                        float v = comp(acc, i);
+                        if (has_z) v *= silu_scan(cur_z[r][i]);
+                        *qy = from_f<IO>(v);
+                    }
+                }
+            }
+            py[r] += T * ldy;
+        }
+    };
+    auto load = [&](int t0) {
+        if (full_chunk(t0)) load_impl(t0, std::true_type{});
+        else load_impl(t0, std::false_type{});
+    };
+    auto stage = [&](int t0, int s) {
+        if (full_chunk(t0)) stage_impl(t0, s, std::true_type{});
+        else stage_impl(t0, s, std::false_type{});
     };
 
     __syncthreads();  // zero padding of s_b/s_c before the stage writes
@@ -223,24 +305,8 @@ __global__ void __launch_bounds__(scan_block) selective_scan_kernel(ScanArgs a) 
         __syncthreads();
 
         // the G partial sums, D and the gate of each (channel, 4 steps) pair, and the store of this chunk
-#pragma unroll
-        for (int r = 0; r < IT; ++r) {
-            const int p = tid + r * NT, tq = p / CPB;
-            if (p < PAIRS && pvalid) {
-                float4 acc = make_float4(Dv * cur_u[r][0], Dv * cur_u[r][1], Dv * cur_u[r][2], Dv * cur_u[r][3]);
-#pragma unroll
-                for (int q = 0; q < G; ++q) add4(acc, s_y[tq][pc][q]);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const int t = t0 + 4 * tq + i;
-                    if (t < L) {
-                        float v = comp(acc, i);
-                        if (z) v *= silu_scan(cur_z[r][i]);
-                        y[t * ldy + pch] = from_f<IO>(v);
-                    }
-                }
-            }
-        }
+        if (full_chunk(t0)) store_impl(t0, std::true_type{});
+        else store_impl(t0, std::false_type{});
         if (more) stage(t0 + T, s ^ 1);
         __syncthreads();
     }
@@ -261,6 +327,14 @@ constexpr int pow2_at_least(int x) {
 
 template <class IO, int SPT, int G, bool VBC>
 void launch_scan_cfg(const ScanArgs& a, cudaStream_t s) {
+    if constexpr (SPT == 2 && G == 8 && VBC) {
+        static const bool wide = std::getenv("VLMAMBA_SCAN_NT128") != nullptr;  // experiment
+        if (wide) {
+            dim3 grid(unsigned((a.d_inner + 15) / 16), unsigned(a.batch));
+            selective_scan_kernel<IO, SPT, G, VBC, 128><<<grid, 128, 0, s>>>(a);
+            return;
+        }
+    }
     constexpr int CPB = scan_block / G;
     dim3 grid(unsigned((a.d_inner + CPB - 1) / CPB), unsigned(a.batch));
     selective_scan_kernel<IO, SPT, G, VBC><<<grid, scan_block, 0, s>>>(a);
@@ -295,6 +369,11 @@ int scan_states_per_thread(const ScanArgs& a, int sms);
 
 template <class IO>
 void launch_scan(const ScanArgs& a, cudaStream_t s, int sms) {
+    const std::int64_t ld = std::max({a.ld_u ? a.ld_u : a.d_inner, a.ld_delta ? a.ld_delta : a.d_inner,
+                                      a.ld_z ? a.ld_z : a.d_inner, a.ld_y ? a.ld_y : a.d_inner,
+                                      a.ld_bc ? a.ld_bc : a.d_state});
+    VLM_CHECK((std::int64_t(a.length) + 64) * ld < (std::int64_t(1) << 31), "selective_scan",
+              "expected length · row stride < 2^31 elements per sequence, got ", a.length, " · ", ld);
     const bool vec = scan_bc_vectorisable<IO>(a);
     switch (scan_states_per_thread(a, sms)) {
         case 4: return vec ? launch_scan_spt<IO, 4, true>(a, s) : launch_scan_spt<IO, 4, false>(a, s);
