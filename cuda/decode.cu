@@ -39,12 +39,11 @@ __global__ void conv_update_kernel(ConvUpdateArgs a) {
     a.y[i] = a.silu ? silu(acc) : acc;
 }
 
-// G threads per (sequence, channel), 4 states each. With dt_w, each channel's G threads first form
+// G threads per (sequence, channel), SPT states each. With dt_w, each channel's G threads first form
 // Δ = dt_x · W_dt[c] themselves (16-byte weight loads, a shuffle sum); without, Δ is read. Then softplus, the
 // state update, the C readout, D and the SiLU gate (mamba_ssm selective_state_update).
-template <int G, class W, bool VEC>
+template <int G, int SPT, class W, bool VEC>
 __global__ void state_update_kernel(DtStateUpdateArgs d) {
-    constexpr int SPT = 4;
     constexpr int VW = VEC ? 16 / int(sizeof(W)) : 1;
     const StateUpdateArgs& a = d.s;
     const int E = a.d_inner, N = a.d_state, R = d.dt_rank;
@@ -106,7 +105,7 @@ __global__ void state_update_kernel(DtStateUpdateArgs d) {
         for (int k = 0; k < SPT; ++k) {
             const int n = g * SPT + k;
             if (n < N) {
-                const float hn = expf(dt * Av[k]) * hv[k] + dx * a.Bm[b * ldbc + n];
+                const float hn = __expf(dt * Av[k]) * hv[k] + dx * a.Bm[b * ldbc + n];
                 h[n] = hn;
                 yt += hn * a.Cm[b * ldbc + n];
             }
@@ -123,16 +122,21 @@ __global__ void state_update_kernel(DtStateUpdateArgs d) {
 
 template <class W, bool VEC>
 void launch_state_update(const DtStateUpdateArgs& d, cudaStream_t s) {
-    const int groups = (d.s.d_state + 3) / 4;
+    // 2 states per thread while that gives at most 16 threads per channel (more warps for a latency-bound step),
+    // else 4
+    const int N = d.s.d_state;
+    const int spt = N <= 32 ? 2 : 4;
+    const int groups = (N + spt - 1) / spt;
     const int G = groups <= 1 ? 1 : groups <= 2 ? 2 : groups <= 4 ? 4 : groups <= 8 ? 8 : 16;
     const std::int64_t threads = std::int64_t(d.s.batch) * d.s.d_inner * G;
     const int bs = 256, nb = blocks_for(threads, bs);
+    if (spt == 4) return launch_pdl(state_update_kernel<16, 4, W, VEC>, nb, bs, s, d);
     switch (G) {
-        case 1: return launch_pdl(state_update_kernel<1, W, VEC>, nb, bs, s, d);
-        case 2: return launch_pdl(state_update_kernel<2, W, VEC>, nb, bs, s, d);
-        case 4: return launch_pdl(state_update_kernel<4, W, VEC>, nb, bs, s, d);
-        case 8: return launch_pdl(state_update_kernel<8, W, VEC>, nb, bs, s, d);
-        default: return launch_pdl(state_update_kernel<16, W, VEC>, nb, bs, s, d);
+        case 1: return launch_pdl(state_update_kernel<1, 2, W, VEC>, nb, bs, s, d);
+        case 2: return launch_pdl(state_update_kernel<2, 2, W, VEC>, nb, bs, s, d);
+        case 4: return launch_pdl(state_update_kernel<4, 2, W, VEC>, nb, bs, s, d);
+        case 8: return launch_pdl(state_update_kernel<8, 2, W, VEC>, nb, bs, s, d);
+        default: return launch_pdl(state_update_kernel<16, 2, W, VEC>, nb, bs, s, d);
     }
 }
 

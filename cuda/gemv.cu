@@ -56,6 +56,7 @@ __global__ void __launch_bounds__(gemv_warps * 32) gemv_kernel(GemvArgs a, int K
     const int nvec = a.k / VW;
 
     // before the wait (launch_pdl): this thread's first weights into L2, while the previous kernel finishes
+    // (2 vectors per row measured as good as 0, 4 or all: PDL's gain is the launch overlap, not this)
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
         const int v = kw * 32 + lane + j * 32 * KW;
@@ -189,6 +190,10 @@ template <class W, int M, bool VEC>
 void launch_gemv(const GemvArgs& a, cudaStream_t s) {
     // rows per warp: more weight loads in flight at m = 1, each x load reused over RPW rows at larger m
     constexpr int RPW = M >= 4 ? 4 : 2;
+    // few rows (x_proj: 192): one row per warp doubles the blocks of a latency-bound product
+    if constexpr (M == 1)
+        if (std::int64_t(a.n) * 8 < std::int64_t(sm_count()) * gemv_warps * 2)
+            return launch_gemv_cfg<W, M, 1, VEC, 8>(a, s);
     launch_gemv_cfg<W, M, RPW, VEC, M == 1 ? 8 : 2>(a, s);
 }
 
