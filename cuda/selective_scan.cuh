@@ -352,24 +352,38 @@ __global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
         const bool more = t0 + T < L;
         if (more) load(t0 + T);  // in flight during the scan below
 
-        // the recurrence, 4 steps per shared access; partial sums of y over this thread's states to s_y
+        // the recurrence, 4 steps per shared access; partial sums of y over this thread's states to s_y. The next
+        // group's shared loads are issued before this group's arithmetic (software pipelining).
+        float4 dt4n = s_dt[s][0][cl], du4n = s_du[s][0][cl], bqn[SPT], cqn[SPT];
+#pragma unroll
+        for (int k = 0; k < SPT; ++k) bqn[k] = s_b[s][0][g + G * k], cqn[k] = s_c[s][0][g + G * k];
 #pragma unroll
         for (int tq = 0; tq < TQ; ++tq) {
-            const float4 dt4 = s_dt[s][tq][cl], du4 = s_du[s][tq][cl];
+            const float4 dt4 = dt4n, du4 = du4n;
             float4 bq[SPT], cq[SPT];
 #pragma unroll
-            for (int k = 0; k < SPT; ++k) {
-                bq[k] = s_b[s][tq][g + G * k];
-                cq[k] = s_c[s][tq][g + G * k];
+            for (int k = 0; k < SPT; ++k) bq[k] = bqn[k], cq[k] = cqn[k];
+            if (tq + 1 < TQ) {
+                dt4n = s_dt[s][tq + 1][cl], du4n = s_du[s][tq + 1][cl];
+#pragma unroll
+                for (int k = 0; k < SPT; ++k) bqn[k] = s_b[s][tq + 1][g + G * k], cqn[k] = s_c[s][tq + 1][g + G * k];
             }
+            // decays and inputs of the 4 steps first (independent of h), then the two chains
+            float dA[4][SPT], dB[4][SPT];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int k = 0; k < SPT; ++k) {
+                    dA[i][k] = exp2_approx(comp(dt4, i) * A2[k]);
+                    dB[i][k] = comp(du4, i) * comp(bq[k], i);
+                }
             float yv[4];
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                const float d = comp(dt4, i), du = comp(du4, i);
                 float acc = 0.0f;
 #pragma unroll
                 for (int k = 0; k < SPT; ++k) {
-                    h[k] = fmaf(exp2_approx(d * A2[k]), h[k], du * comp(bq[k], i));
+                    h[k] = fmaf(dA[i][k], h[k], dB[i][k]);
                     acc = fmaf(h[k], comp(cq[k], i), acc);
                 }
                 yv[i] = acc;
