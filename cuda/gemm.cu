@@ -38,4 +38,23 @@ void gemm(const GemmArgs& a, Stream s) {
     VLM_CHECK(st == CUBLAS_STATUS_SUCCESS, "gemm", "expected cublasGemmEx to succeed, got status ", int(st));
 }
 
+void gemm_batched(const GemmArgs& a, const GemmBatch& b, Stream s) {
+    VLM_CHECK(a.m >= 1 && a.n >= 1 && a.k >= 1 && a.a && a.b && a.c && b.count >= 1, "gemm_batched",
+              "expected m, n, k, count >= 1 and non-null operands, got (m, n, k, count) = (", a.m, ", ", a.n, ", ",
+              a.k, ", ", b.count, ")");
+    VLM_CHECK(a.ab_dtype == DType::F32 && a.c_dtype == DType::F32, "gemm_batched", "expected F32 operands, got ",
+              dtype_name(a.ab_dtype), " and ", dtype_name(a.c_dtype));
+    const int lda = a.lda ? a.lda : a.k, ldb = a.ldb ? a.ldb : (b.b_trans ? a.k : a.n), ldc = a.ldc ? a.ldc : a.n;
+    cublasHandle_t h = handle();
+    cublasSetStream(h, detail::stream(s));
+    const cublasComputeType_t ct = a.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    // row-major c = a · op(b) is column-major cᵀ = op(b)ᵀ aᵀ
+    const cublasStatus_t st = cublasGemmStridedBatchedEx(
+        h, b.b_trans ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, a.n, a.m, a.k, &a.alpha, a.b, CUDA_R_32F, ldb,
+        b.stride_b, a.a, CUDA_R_32F, lda, b.stride_a, &a.beta, a.c, CUDA_R_32F, ldc, b.stride_c, b.count, ct,
+        CUBLAS_GEMM_DEFAULT);
+    VLM_CHECK(st == CUBLAS_STATUS_SUCCESS, "gemm_batched", "expected cublasGemmStridedBatchedEx to succeed, got status ",
+              int(st));
+}
+
 }  // namespace vlmamba::cuda

@@ -36,4 +36,10 @@ void add(float*, const float*, const float*, std::int64_t, Stream) { no_cuda("ad
 void convert(void*, DType, const void*, DType, std::int64_t, Stream) { no_cuda("convert"); }
 void argmax_rows(std::int32_t*, const float*, int, int, Stream) { no_cuda("argmax_rows"); }
 void gemm(const GemmArgs&, Stream) { no_cuda("gemm"); }
+void gemm_batched(const GemmArgs&, const GemmBatch&, Stream) { no_cuda("gemm_batched"); }
+void layer_norm(const LayerNormArgs&, Stream) { no_cuda("layer_norm"); }
+void bias_act(float*, const float*, std::int64_t, int, Activation, Stream) { no_cuda("bias_act"); }
+void bias_residual(float*, const float*, const float*, std::int64_t, int, Stream) { no_cuda("bias_residual"); }
+void softmax_rows(float*, std::int64_t, int, float, Stream) { no_cuda("softmax_rows"); }
+void vit_embed(const VitEmbedArgs&, Stream) { no_cuda("vit_embed"); }
 }  // namespace vlmamba::cuda

@@ -17,6 +17,7 @@
 #include "vlmamba/cuda/api.hpp"
 #include "vlmamba/cuda/decode.hpp"
 #include "vlmamba/models/mamba_lm_cuda.hpp"
+#include "vlmamba/models/vision_encoder_cuda.hpp"
 
 namespace cu = vlmamba::cuda;
 using vlmamba::DType;
@@ -41,6 +42,7 @@ void* dev_random(std::size_t n, DType t, float lo, float hi, std::mt19937& g) {
 }  // namespace
 
 void bench_decode(int n_layer, std::mt19937& g);
+void bench_vision(std::mt19937& g, int layers);
 
 int main(int argc, char** argv) {
     int n_layer = 64;
@@ -179,7 +181,71 @@ int main(int argc, char** argv) {
             for (void* p : v) cu::free(p);
     }
     bench_decode(n_layer, g);
+    bench_vision(g, 27);
     return 0;
+}
+
+// A random SigLIP-SO400M/14-384-shaped tower (C 1152, I 4304, 16 heads, 729 tokens) on the GPU: time to the
+// penultimate layer (the features) in f32 and tf32, GFLOP/s against one large cuBLAS product in the same mode.
+void bench_vision(std::mt19937& g, int layers) {
+    using vlmamba::Tensor;
+    std::vector<float> pool(std::size_t(1) << 20);
+    std::uniform_real_distribution<float> d(-0.03f, 0.03f);
+    for (auto& x : pool) x = d(g);
+    std::size_t at = 0;
+    auto rnd = [&](vlmamba::Shape s) {
+        Tensor t = Tensor::empty(std::move(s));
+        float* p = t.data<float>();
+        for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = pool[(at++ * 7919) % pool.size()];
+        return t;
+    };
+    auto ones = [](std::int64_t n) {
+        Tensor t = Tensor::empty({n});
+        for (std::int64_t i = 0; i < n; ++i) t.data<float>()[i] = 1.0f;
+        return t;
+    };
+    vlmamba::VisionEncoder e;
+    auto& c = e.cfg;
+    c.family = vlmamba::VisionFamily::Siglip, c.hidden_size = 1152, c.intermediate_size = 4304;
+    c.num_hidden_layers = layers, c.num_attention_heads = 16, c.image_size = 384, c.patch_size = 14;
+    const std::int64_t C = c.hidden_size, I = c.intermediate_size, N = c.num_positions();
+    e.embeddings.patch_embedding_weight = rnd({C, 3, 14, 14});
+    e.embeddings.patch_embedding_bias = rnd({C});
+    e.embeddings.position_embedding_weight = rnd({N, C});
+    for (int i = 0; i < layers; ++i) {
+        vlmamba::VitBlock b;
+        b.layer_norm1_weight = ones(C), b.layer_norm1_bias = rnd({C});
+        b.self_attn.qkv_weight = rnd({3 * C, C}), b.self_attn.qkv_bias = rnd({3 * C});
+        b.self_attn.out_proj_weight = rnd({C, C}), b.self_attn.out_proj_bias = rnd({C});
+        b.layer_norm2_weight = ones(C), b.layer_norm2_bias = rnd({C});
+        b.mlp.fc1_weight = rnd({I, C}), b.mlp.fc1_bias = rnd({I});
+        b.mlp.fc2_weight = rnd({C, I}), b.mlp.fc2_bias = rnd({C});
+        e.layers.push_back(std::move(b));
+    }
+    const Tensor px = rnd({1, 3, 384, 384});
+    const int upto = c.feature_index();
+    const double flop = double(upto) * (2.0 * N * (4.0 * C * C + 2.0 * C * I) + 4.0 * double(N) * N * C);
+    std::printf("\nvision tower, random SigLIP-SO400M/14-384 shape, %d layers to the features: %.0f GFLOP\n", upto,
+                flop * 1e-9);
+    std::printf("%-5s %10s %10s %16s %10s\n", "mode", "ms", "GFLOP/s", "GEMM GFLOP/s", "of GEMM");
+    for (bool tf32 : {false, true}) {
+        const vlmamba::CudaVisionEncoder v = vlmamba::CudaVisionEncoder::upload(e, tf32);
+        v.features(px);  // warm-up (workspace, cuBLAS)
+        const int reps = 5;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int r = 0; r < reps; ++r) v.features(px);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+        // the ceiling: one (N, I) x (I, C)-sized product in the same mode, timed alone
+        const std::size_t m = 4096, n = 4096, k = 4096;
+        void* A = dev_random(m * k, DType::F32, -1, 1, g);
+        void* B = dev_random(n * k, DType::F32, -1, 1, g);
+        void* Cc = cu::malloc(m * n * 4);
+        const double gus = cu::time_us([&] { cu::gemm({int(m), int(n), int(k), A, B, Cc, DType::F32, DType::F32, tf32}); }, 10);
+        const double gemm_gflops = 2.0 * double(m) * n * k / gus * 1e-3;
+        for (void* p : {A, B, Cc}) cu::free(p);
+        std::printf("%-5s %10.2f %10.0f %16.0f %9.0f%%\n", tf32 ? "tf32" : "f32", s * 1e3, flop / s * 1e-9, gemm_gflops,
+                    100.0 * flop / s * 1e-9 / gemm_gflops);
+    }
 }
 
 namespace {

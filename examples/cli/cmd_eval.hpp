@@ -479,6 +479,7 @@ inline void run_eval(const EvalOpts& o, const CLI::App& root) {
         std::fprintf(stderr, "%sloaded %s (%s) in %.2f s\n", label.c_str(), o.model.c_str(), m.variant().c_str(),
                      load_s);
         const auto runner = make_runner(lm, o.f.device);
+        const VisionRunner vision(m, o.f.device);
         Progress bar(todo.size(), label);
         std::string last_image;
         vlmamba::Tensor last_prefix;  // (L_v, d) of last_image: questions about one image share it
@@ -490,7 +491,8 @@ inline void run_eval(const EvalOpts& o, const CLI::App& root) {
             try {
                 if (!q.image.empty()) {
                     if (q.image != last_image) {
-                        last_prefix = m.image_prefix(load_pixels_for(m, (fs::path(o.image_folder) / q.image).string()));
+                        last_prefix =
+                            vision.image_prefix(load_pixels_for(m, (fs::path(o.image_folder) / q.image).string()));
                         last_image = q.image;
                     }
                     prefixes.push_back(last_prefix);
@@ -642,7 +644,8 @@ inline void add_eval_commands(CLI::App& app) {
             ->capture_default_str();
         cmd->add_option("-s,--seed", o->f.p.seed, "random seed (mixed with each question_id)")->capture_default_str();
         cmd->add_flag("--json", o->json_summary, "print a JSON summary (counts, seconds, images/s) to stdout");
-        cmd->add_option("--device", o->f.device, "cpu | cuda (the Mamba LM's prefill and decode on the GPU)")
+        cmd->add_option("--device", o->f.device,
+                        "cpu | cuda (the vision tower, the LM's prefill and decode on the GPU; the connector on the CPU)")
             ->check(CLI::IsMember({"cpu", "cuda"}))
             ->capture_default_str();
         cmd->callback([o, &app] { eval::run_eval(*o, app); });

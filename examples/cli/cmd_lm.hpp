@@ -39,7 +39,8 @@ inline void add_sampling_flags(CLI::App* cmd, SamplingFlags& f) {
     cmd->add_flag("--ignore-eos", f.ignore_eos, "generate exactly -n tokens, past <|endoftext|>");
     cmd->add_flag("--print-ids", f.print_ids, "print only the JSON list of generated ids to stdout");
     cmd->add_flag("--json", f.json, "print one JSON object (text, ids, timings) to stdout at the end");
-    cmd->add_option("--device", f.device, "cpu | cuda (the Mamba LM's prefill and decode on the GPU)")
+    cmd->add_option("--device", f.device,
+                    "cpu | cuda (the LM's prefill and decode on the GPU; run and eval put the vision tower there too)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
 }

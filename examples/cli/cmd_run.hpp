@@ -5,9 +5,23 @@
 #include "cmd_lm.hpp"
 #include "cmd_vision.hpp"
 #include "vlmamba/io/image.hpp"
+#include "vlmamba/models/vision_encoder_cuda.hpp"
 #include "vlmamba/models/zoo.hpp"
 
 namespace cli {
+
+// The vision tower on the chosen device: the model's CPU tower, or (cuda) its upload to the GPU in f32. The
+// connector stays on the CPU.
+struct VisionRunner {
+    const vlmamba::zoo::AnyVlMamba& m;
+    std::unique_ptr<vlmamba::CudaVisionEncoder> gpu;
+    VisionRunner(const vlmamba::zoo::AnyVlMamba& model, const std::string& device) : m(model) {
+        if (vlmamba::parse_device(device) == vlmamba::Device::Cuda)
+            gpu = std::make_unique<vlmamba::CudaVisionEncoder>(vlmamba::CudaVisionEncoder::upload(m.vision_encoder()));
+    }
+    vlmamba::Tensor features(const vlmamba::Tensor& px) const { return gpu ? gpu->features(px) : m.features(px); }
+    vlmamba::Tensor image_prefix(const vlmamba::Tensor& px) const { return m.connect(features(px)); }  // (L_v, d)
+};
 
 inline bool is_vlmamba_dir(const fs::path& dir) {
     const nlohmann::json j = vlmamba::read_json_file(dir / "config.json", "cli");
@@ -69,9 +83,10 @@ inline void add_run(CLI::App& app) {
             t.preprocess = tm.seconds();
         }
         std::vector<vlmamba::Tensor> prefixes;
+        const VisionRunner vision(m, o->f.device);
         for (const auto& pv : pixels) {
             Timer tv;
-            const vlmamba::Tensor feats = m.features(pv);  // (L_v, C_v)
+            const vlmamba::Tensor feats = vision.features(pv);  // (L_v, C_v)
             t.vision += tv.seconds();
             Timer tc;
             prefixes.push_back(m.connect(feats));  // (L_v, d)

@@ -114,6 +114,35 @@ void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, std::
 // Index of the largest value of each row of x (rows, cols) f32; ties go to the lowest index.
 void argmax_rows(std::int32_t* out, const float* x, int rows, int cols, Stream s = nullptr);
 
+// ---- ViT ops (vision towers) ---------------------------------------------------------------------------------------
+// y (rows, dim) = LayerNorm(x) · w + b, f32; y may be x.
+struct LayerNormArgs {
+    int rows, dim;
+    const float* x;
+    const float* w;
+    const float* b;
+    float* y;
+    float eps = 1e-5f;
+};
+void layer_norm(const LayerNormArgs& a, Stream s = nullptr);
+
+enum class Activation { None, QuickGelu, Gelu, GeluTanh };  // GeluTanh: gelu_pytorch_tanh
+void bias_act(float* y, const float* b, std::int64_t rows, int cols, Activation act, Stream s = nullptr);  // y = act(y + b)
+void bias_residual(float* x, const float* y, const float* b, std::int64_t rows, int cols,
+                   Stream s = nullptr);                                                          // x += y + b
+void softmax_rows(float* x, std::int64_t rows, int cols, float scale, Stream s = nullptr);     // softmax(scale · x)
+
+// x (cls + patches, dim) = [cls; emb + bias] + pos: the embeddings of a ViT (cls and bias may be null).
+struct VitEmbedArgs {
+    int patches, dim;
+    const float* emb;    // (patches, dim): the patch conv as a GEMM
+    const float* bias;   // (dim) or null
+    const float* cls;    // (dim) or null
+    const float* pos;    // (cls + patches, dim)
+    float* x;            // (cls + patches, dim)
+};
+void vit_embed(const VitEmbedArgs& a, Stream s = nullptr);
+
 // ---- GEMM (cuBLAS) -------------------------------------------------------------------------------------------------
 // c (m, n) = alpha * a (m, k) · bᵀ + beta * c with b (n, k): row-major, the layout of y = x Wᵀ.
 // ab_dtype F32 runs on tf32 tensor cores when tf32 is set (fp32 otherwise); BF16 on bf16 tensor cores with fp32
@@ -130,5 +159,12 @@ struct GemmArgs {
     int lda = 0, ldb = 0, ldc = 0;
 };
 void gemm(const GemmArgs& a, Stream s = nullptr);
+// count products at once, operand i at a + i · stride_a (elements) and so on; b_trans false: c = a · b with b (k, n).
+struct GemmBatch {
+    int count;
+    std::int64_t stride_a, stride_b, stride_c;
+    bool b_trans = true;
+};
+void gemm_batched(const GemmArgs& a, const GemmBatch& batch, Stream s = nullptr);
 
 }  // namespace vlmamba::cuda

@@ -59,12 +59,11 @@ inline void check_patch_conv(const Tensor& x, const Tensor& w, const Tensor& b) 
 }
 }  // namespace detail
 
-inline Tensor patch_conv(const Tensor& x, const Tensor& w, const Tensor& b) {
-    detail::check_patch_conv(x, w, b);
-    const std::int64_t Cin = x.size(0), H = x.size(1), W = x.size(2), P = w.size(2), Cout = w.size(0);
+// im2col of x (Cin, H, W) for a P×P stride-P conv: one row per patch, columns in the weight's (Cin, kh, kw) order.
+inline Tensor im2col_patches(const Tensor& x, std::int64_t P) {
+    const std::int64_t Cin = x.size(0), H = x.size(1), W = x.size(2);
     const std::int64_t Gh = H / P, Gw = W / P, K = Cin * P * P;
-    const Tensor xc = x.to(DType::F32);  // (Cin, H, W) contiguous
-    // im2col: one row per patch, columns in the weight's (Cin, kh, kw) order.
+    const Tensor xc = x.to(DType::F32);          // (Cin, H, W) contiguous
     Tensor cols = Tensor::empty({Gh * Gw, K});  // (G², Cin·P·P)
     const float* xp = xc.data<float>();
     float* cp = cols.data<float>();
@@ -75,7 +74,13 @@ inline Tensor patch_conv(const Tensor& x, const Tensor& w, const Tensor& b) {
             for (std::int64_t ky = 0; ky < P; ++ky)
                 std::memcpy(row + (c * P + ky) * P, xp + (c * H + gy * P + ky) * W + gx * P, std::size_t(P) * 4);
     }, K);
-    return linear(cols, w.contiguous().reshape({Cout, K}), b);  // (G², Cout)
+    return cols;
+}
+
+inline Tensor patch_conv(const Tensor& x, const Tensor& w, const Tensor& b) {
+    detail::check_patch_conv(x, w, b);
+    const std::int64_t Cin = x.size(0), P = w.size(2), Cout = w.size(0);
+    return linear(im2col_patches(x, P), w.contiguous().reshape({Cout, Cin * P * P}), b);  // (G², Cout)
 }
 
 namespace ref {

@@ -14,39 +14,11 @@
 #include <vector>
 
 #include "vlmamba/cuda/api.hpp"
+#include "vlmamba/cuda/device_buffer.hpp"
 #include "vlmamba/cuda/decode.hpp"
 #include "vlmamba/models/mamba_lm.hpp"
 
 namespace vlmamba {
-
-// Device memory owned by one object (move-only); freed on destruction.
-class DeviceBuffer {
-public:
-    DeviceBuffer() = default;
-    explicit DeviceBuffer(std::size_t bytes) : p_(bytes ? cuda::malloc(bytes) : nullptr), bytes_(bytes) {}
-    ~DeviceBuffer() { reset(); }
-    DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-            bytes_ = std::exchange(o.bytes_, 0);
-        }
-        return *this;
-    }
-    void* get() const { return p_; }
-    template <class T> T* as() const { return static_cast<T*>(p_); }
-    std::size_t bytes() const { return bytes_; }
-
-private:
-    void reset() noexcept {
-        if (p_) try { cuda::free(p_); } catch (...) {}
-        p_ = nullptr;
-        bytes_ = 0;
-    }
-    void* p_ = nullptr;
-    std::size_t bytes_ = 0;
-};
 
 // Decode state of B sequences on the device, for the model that made it (move-only; clone() snapshots).
 struct CudaMambaState {

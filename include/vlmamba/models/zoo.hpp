@@ -28,6 +28,7 @@ public:
     const std::string& variant() const { return name_; }  // e.g. "siglip/vss_l2/bsm"
     const VlMambaConfig& config() const { return impl_->config(); }
     const MambaLm& language_model() const { return impl_->lm(); }
+    const VisionEncoder& vision_encoder() const { return impl_->vision(); }
     const std::optional<Tokenizer>& tokenizer() const { return impl_->tokenizer(); }
     Tensor image_prefix(const Tensor& pixels) const { return impl_->image_prefix(pixels); }     // (L_v, d)
     Tensor features(const Tensor& pixels) const { return impl_->features(pixels); }             // (L_v, C_v)
@@ -44,6 +45,7 @@ private:
         virtual ~Base() = default;
         virtual const VlMambaConfig& config() const = 0;
         virtual const MambaLm& lm() const = 0;
+        virtual const VisionEncoder& vision() const = 0;
         virtual const std::optional<Tokenizer>& tokenizer() const = 0;
         virtual Tensor image_prefix(const Tensor&) const = 0;
         virtual Tensor features(const Tensor&) const = 0;
@@ -57,6 +59,7 @@ private:
         explicit Impl(M x) : m(std::move(x)) {}
         const VlMambaConfig& config() const override { return m.cfg; }
         const MambaLm& lm() const override { return m.language_model; }
+        const VisionEncoder& vision() const override { return m.vision_tower.encoder; }
         const std::optional<Tokenizer>& tokenizer() const override { return m.tokenizer; }
         Tensor image_prefix(const Tensor& p) const override { return m.image_prefix(p); }
         Tensor features(const Tensor& p) const override { return m.vision_tower.features(p); }
