@@ -27,7 +27,8 @@ int scan_states_per_thread(const ScanArgs& a, int sms) {
     return 1;
 }
 std::atomic<bool> pdl_on{true};
-bool programmatic_launch() { return pdl_on.load(std::memory_order_relaxed); }
+thread_local bool pdl_thread = true;  // ProgrammaticLaunchScope
+bool programmatic_launch() { return pdl_thread && pdl_on.load(std::memory_order_relaxed); }
 }  // namespace detail
 
 void set_scan_states_per_thread(int spt) {
@@ -35,6 +36,9 @@ void set_scan_states_per_thread(int spt) {
               "expected 0 (automatic), 1, 2 or 4, got ", spt);
     detail::scan_spt.store(spt, std::memory_order_relaxed);
 }
+ProgrammaticLaunchScope::ProgrammaticLaunchScope(bool on) : prev_(detail::pdl_thread) { detail::pdl_thread = on; }
+ProgrammaticLaunchScope::~ProgrammaticLaunchScope() { detail::pdl_thread = prev_; }
+
 void set_programmatic_launch(bool on) { detail::pdl_on.store(on, std::memory_order_relaxed); }
 
 bool available() {

@@ -51,6 +51,18 @@ void graph_destroy(Graph& g);
 // Decode kernels start while their predecessor finishes (programmatic dependent launch, also inside graphs); on by
 // default. Off: each kernel waits for the previous one to end, as plain launches do (for comparison).
 void set_programmatic_launch(bool on);
+// For the kernels this thread launches while it lives: programmatic dependent launch only if `on` (and the setting
+// above allows it). CudaMambaLm turns it off for 2 <= B <= 8, where it costs ~6%.
+class ProgrammaticLaunchScope {
+public:
+    explicit ProgrammaticLaunchScope(bool on);
+    ~ProgrammaticLaunchScope();
+    ProgrammaticLaunchScope(const ProgrammaticLaunchScope&) = delete;
+    ProgrammaticLaunchScope& operator=(const ProgrammaticLaunchScope&) = delete;
+
+private:
+    bool prev_;
+};
 
 // ---- selective scan and decode step (SPEC §4.3, §4.4) ------------------------------------------------------------
 // io = F32: every pointer of ScanArgs holds f32. io = BF16: u, delta, z, Bm, Cm and y hold bf16 (reinterpreted),

@@ -525,6 +525,8 @@ inline void CudaMambaLm::run_step(std::span<const std::int32_t> tokens, CudaMamb
     const StepBuffers b = step_buffers(st);
     cuda::copy_h2d(b.tokens, tokens.data(), tokens.size_bytes());
     cuda::synchronize();
+    // PDL measured: +5% at B 1, -6% at B 8 (gemv path), +3% at B 64 (cuBLAS path)
+    const cuda::ProgrammaticLaunchScope pdl(st.batch == 1 || st.batch > 8);
     if (st.graph.exec) {
         cuda::graph_launch(st.graph, stream_);
     } else {
