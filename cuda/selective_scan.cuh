@@ -1,14 +1,14 @@
 // The prefill selective scan kernel, templated on the io type (float or bf16); instantiated per dtype in
 // selective_scan_f32.cu and selective_scan_bf16.cu.
 //
-// Blocks of 64 threads (small blocks spread evenly over the SMs when B = 1). A thread owns one channel and SPT
-// states n = g, g + G, ... (G threads per channel, CPB = 64 / G channels per block); the state lives in registers.
-// Time goes in chunks of T = 32 steps through two shared-memory stages, and within a chunk in groups of 4 steps:
-// every shared access of the recurrence is a float4 holding 4 consecutive steps (Δ, Δ·u, B, C read; partial y
-// written), so the loop issues about 1.5 shared loads per step. While a chunk is scanned the next one's u, Δ, z, B
-// and C are in flight into registers; after the scan each thread owns (channel, 4-step group) pairs: it adds the G
-// partial sums of y, D·u and the gate, stores y, then stages the next chunk (softplus once per element). Shared rows
-// are padded so that no access has bank conflicts beyond its width. The decay is exp2 of Δ · A · log2(e) (MUFU).
+// Warp-specialised blocks of 2 × 64 threads. The 64 scan threads: each owns one channel and SPT states n = g,
+// g + G, ... (G threads per channel, CPB = 64 / G channels per block), the state in registers; time goes in chunks
+// of T = 32 steps through two shared-memory stages, and within a chunk in groups of 4 steps: every shared access of
+// the recurrence is a float4 of 4 consecutive steps (Δ, Δ·u, B, C read; partial y written). The 64 helper threads
+// meanwhile write the previous chunk's output (the G partial sums, D·u, the gate) and stage the next chunk
+// (softplus once per element), whose global loads are in flight a whole chunk ahead. So the recurrence's warps do
+// nothing else, and twice the warps hide each other's latency. Shared rows are padded against bank conflicts. The
+// decay is exp2 of Δ · A · log2(e) (MUFU).
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -58,64 +58,125 @@ __device__ __forceinline__ void unpack_bc(const uint4& q, float (&f)[VB]) {
 __device__ __forceinline__ float comp(const float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 __device__ __forceinline__ void add4(float4& a, const float4& b) { a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w; }
 
-// Asynchronous 4-, 8- or 16-byte copies global -> shared (no registers, no scoreboard until the wait).
-template <int BYTES>
-__device__ __forceinline__ void cp_async(void* smem, const void* gmem) {
-    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-    if constexpr (BYTES == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(gmem));
-    else asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(gmem), "n"(BYTES));
+constexpr int scan_block = 64;  // threads of each role (scan, helper)
+// Static shared memory of the kernel for chunks of t steps (the arrays declared in it).
+constexpr int scan_smem(int G, int nmax, int t) {
+    const int tq = t / 4, cpb = scan_block / G;
+    return 16 * (2 * 2 * tq * cpb + 2 * 2 * tq * cpb + 2 * 2 * tq * (nmax + 1) + 2 * tq * cpb * (G + 1));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
-
-constexpr int scan_block = 64;  // threads
-// Time steps per shared-memory stage: 32, fewer for small G (at most 2 pairs per thread) and for wide scalar B/C
-// rows (at most 8 loads of each per thread).
+// Time steps per shared-memory stage: 32, fewer for small G (at most 2 pairs per thread), for wide scalar B/C rows
+// (at most 8 loads of each per thread) and to stay within 48 KB of static shared memory.
 constexpr int scan_chunk(int G, int nmax, int vb, int nt = scan_block) {
     int t = G >= 4 ? 32 : 8 * G;
-    while (t > 8 && t * (nmax / vb > 0 ? nmax / vb : 1) > 8 * nt) t /= 2;
+    while (t > 8 && (t * (nmax / vb > 0 ? nmax / vb : 1) > 8 * nt || scan_smem(G, nmax, t) > 46 * 1024)) t /= 2;
     return t;
 }
 
-// Bytes of one asynchronous copy of a block's row of u, Δ or z (CPB channels).
-template <class IO, int G>
-constexpr int scan_copy_unit() {
-    constexpr int rb = scan_block / G * int(sizeof(IO));
-    return rb >= 16 ? 16 : rb;
-}
-
-// VBC: rows of B and C take 16-byte loads. ASYNC (with VBC): full blocks bring the next chunk's rows of u, Δ, z, B
-// and C into shared memory with cp.async instead of registers, so that nothing in the recurrence waits on them.
-template <class IO, int SPT, int G, bool VBC, bool ASYNC = false, int NT = scan_block>
-__global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
-    static_assert(!ASYNC || (VBC && NT == scan_block), "the async path needs 16-byte B/C rows");
-    constexpr int CPB = NT / G, NMAX = G * SPT;
+// The kernel. Block = 2 · scan_threads threads in two roles (warp specialisation):
+//  - scan warps (the first scan_threads threads): the recurrence of chunk k from shared stage k % 2, partial sums
+//    of y to s_y[k % 2];
+//  - helper warps (the rest): meanwhile the output of chunk k - 1 (the G partial sums, D, the gate, the store) and
+//    the staging of chunk k + 1 (softplus once per element, Δ·u, B and C), then the global loads of chunk k + 2.
+// One block barrier per chunk separates the iterations. VBC: rows of B and C take 16-byte loads.
+template <class IO, int SPT, int G, bool VBC>
+__global__ void __launch_bounds__(2 * scan_block, 5) selective_scan_kernel(ScanArgs a) {
+    constexpr int NT = scan_block, CPB = NT / G, NMAX = G * SPT;
     constexpr int VB = VBC ? 16 / int(sizeof(IO)) : 1;           // B, C values per load
     constexpr int T = scan_chunk(G, NMAX, VB, NT), TQ = T / 4;
-    constexpr int PAIRS = CPB * TQ, IT = (PAIRS + NT - 1) / NT;  // (channel, 4-step group) pairs per thread
+    constexpr int PAIRS = CPB * TQ, IT = (PAIRS + NT - 1) / NT;  // (channel, 4-step group) pairs per helper
     constexpr int IT_BC = (T * (NMAX / VB > 0 ? NMAX / VB : 1) + NT - 1) / NT;
-    static_assert(NT % CPB == 0, "a thread keeps one channel across its pairs");
+    static_assert(NT % CPB == 0, "a helper keeps one channel across its pairs");
 
-    __shared__ float4 s_dt[2][TQ][CPB];        // Δ after bias and softplus, 4 steps per float4
-    __shared__ float4 s_du[2][TQ][CPB];        // Δ · u
+    __shared__ float4 s_dt[2][TQ][CPB];          // Δ after bias and softplus, 4 steps per float4
+    __shared__ float4 s_du[2][TQ][CPB];          // Δ · u
+    __shared__ float4 s_uz[2][2][TQ][CPB];       // u and z of the chunk, for its output
     __shared__ float4 s_bc[2][2][TQ][NMAX + 1];  // B, C [t][n]; one float4 of padding per row against bank conflicts
+    __shared__ float4 s_y[2][TQ][CPB][G + 1];    // partial y of each state group
     auto& s_b = s_bc[0];
     auto& s_c = s_bc[1];
-    __shared__ float4 s_y[TQ][CPB][G + 1];     // partial y of each state group
-    constexpr int RAWE = ASYNC ? T * CPB : 1, RAWB = ASYNC ? T * NMAX : 1;
-    __shared__ __align__(16) IO raw_e[3][RAWE];   // the next chunk's u, Δ, z: [t][channel]
-    __shared__ __align__(16) IO raw_bc[2][RAWB];  // its B, C: [t][n]
+    auto barrier = [] { asm volatile("bar.sync 1, %0;" ::"n"(2 * NT) : "memory"); };
 
     const int L = a.length, E = a.d_inner, N = a.d_state;
     const int b = blockIdx.y;
     const int c0 = blockIdx.x * CPB;
-    const int tid = threadIdx.x;
-    const int cl = tid / G, g = tid % G;  // scan role: local channel, state group
-    const int c = c0 + cl;
-    const int pc = tid % CPB;             // pair role: local channel (the same for all of the thread's pairs)
+    const int nch = (L + T - 1) / T;
+    const bool scan_role = threadIdx.x < NT;
+    for (int i = threadIdx.x; i < 4 * TQ * (NMAX + 1); i += 2 * NT)  // states past N keep B = C = 0
+        (&s_bc[0][0][0][0])[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    barrier();
+
+    if (scan_role) {
+        const int tid = threadIdx.x;
+        const int cl = tid / G, g = tid % G;  // local channel, state group
+        const int c = c0 + cl;
+        constexpr float log2e = 1.4426950408889634f;
+        float h[SPT], A2[SPT];
+#pragma unroll
+        for (int k = 0; k < SPT; ++k) {
+            const int n = g + G * k;
+            const bool ok = c < E && n < N;
+            A2[k] = ok ? a.A[std::int64_t(c) * N + n] * log2e : 0.0f;
+            h[k] = ok && a.h_in ? a.h[(std::int64_t(b) * E + c) * N + n] : 0.0f;
+        }
+        barrier();  // chunk 0 staged
+        for (int k = 0; k <= nch; ++k) {
+            if (k < nch) {
+                const int s = k & 1;
+                // 4 steps per shared access; the next group's loads before this group's arithmetic
+                float4 dt4n = s_dt[s][0][cl], du4n = s_du[s][0][cl], bqn[SPT], cqn[SPT];
+#pragma unroll
+                for (int q = 0; q < SPT; ++q) bqn[q] = s_b[s][0][g + G * q], cqn[q] = s_c[s][0][g + G * q];
+#pragma unroll
+                for (int tq = 0; tq < TQ; ++tq) {
+                    const float4 dt4 = dt4n, du4 = du4n;
+                    float4 bq[SPT], cq[SPT];
+#pragma unroll
+                    for (int q = 0; q < SPT; ++q) bq[q] = bqn[q], cq[q] = cqn[q];
+                    if (tq + 1 < TQ) {
+                        dt4n = s_dt[s][tq + 1][cl], du4n = s_du[s][tq + 1][cl];
+#pragma unroll
+                        for (int q = 0; q < SPT; ++q)
+                            bqn[q] = s_b[s][tq + 1][g + G * q], cqn[q] = s_c[s][tq + 1][g + G * q];
+                    }
+                    float dA[4][SPT], dB[4][SPT];  // decays and inputs first (independent of h), then the chains
+#pragma unroll
+                    for (int i = 0; i < 4; ++i)
+#pragma unroll
+                        for (int q = 0; q < SPT; ++q) {
+                            dA[i][q] = exp2_approx(comp(dt4, i) * A2[q]);
+                            dB[i][q] = comp(du4, i) * comp(bq[q], i);
+                        }
+                    float yv[4];
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        float acc = 0.0f;
+#pragma unroll
+                        for (int q = 0; q < SPT; ++q) {
+                            h[q] = fmaf(dA[i][q], h[q], dB[i][q]);
+                            acc = fmaf(h[q], comp(cq[q], i), acc);
+                        }
+                        yv[i] = acc;
+                    }
+                    s_y[s][tq][cl][g] = make_float4(yv[0], yv[1], yv[2], yv[3]);
+                }
+            }
+            barrier();
+        }
+        if (a.h && c < E) {
+#pragma unroll
+            for (int q = 0; q < SPT; ++q) {
+                const int n = g + G * q;
+                if (n < N) a.h[(std::int64_t(b) * E + c) * N + n] = h[q];
+            }
+        }
+        return;
+    }
+
+    // ---- helper role -----------------------------------------------------------------------------------------
+    const int tid = threadIdx.x - NT;
+    const int pc = tid % CPB;  // local channel (the same for all of the thread's pairs)
     const int pch = c0 + pc;
     const bool pvalid = pch < E;
-
     // offsets within a sequence are 32-bit (the launcher checks L · stride < 2^31); the batch offset is 64-bit
     const int ldu = a.ld_u ? a.ld_u : E, ldd = a.ld_delta ? a.ld_delta : E;
     const int ldz = a.ld_z ? a.ld_z : E, ldy = a.ld_y ? a.ld_y : E, ldbc = a.ld_bc ? a.ld_bc : N;
@@ -128,29 +189,13 @@ __global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
     const IO* __restrict__ Cm = reinterpret_cast<const IO*>(a.Cm) + bL * ldbc;
     IO* __restrict__ y = reinterpret_cast<IO*>(a.y) + bL * ldy;
     const int NV = (N + VB - 1) / VB;  // loads per B/C row (VB divides N when VBC)
-
-    constexpr float log2e = 1.4426950408889634f;
-    float h[SPT], A2[SPT];
-#pragma unroll
-    for (int k = 0; k < SPT; ++k) {
-        const int n = g + G * k;
-        const bool ok = c < E && n < N;
-        A2[k] = ok ? a.A[std::int64_t(c) * N + n] * log2e : 0.0f;
-        h[k] = ok && a.h_in ? a.h[(std::int64_t(b) * E + c) * N + n] : 0.0f;
-    }
     const float bias = pvalid && a.delta_bias ? a.delta_bias[pch] : 0.0f;
     const float Dv = pvalid && a.D ? a.D[pch] : 0.0f;
-    // states past N keep B = C = 0 in both stages
-    for (int i = tid; i < 4 * TQ * (NMAX + 1); i += NT) (&s_bc[0][0][0][0])[i] = make_float4(0.f, 0.f, 0.f, 0.f);
 
     IO ru[IT][4], rd[IT][4], rz[IT][4];
-    // B, C stay packed until staged (unpacking at load time would wait for the loads before the scan)
-    using RawBC = std::conditional_t<VBC, uint4, IO>;
+    using RawBC = std::conditional_t<VBC, uint4, IO>;  // B, C stay packed until staged
     RawBC rb[IT_BC], rc[IT_BC];
-    float cur_u[IT][4], cur_z[IT][4];
-
-    // Per-thread pointers to the next chunk's rows, advanced by one chunk per load / store (no index arithmetic
-    // per element): u, Δ, z of each pair's first row, y of each pair's first row, B and C of each B/C load.
+    // Per-thread pointers to the next rows, advanced by one chunk per load / store (no index arithmetic per element)
     const IO* pu[IT];
     const IO* pd[IT];
     const IO* pz[IT];
@@ -173,61 +218,17 @@ __global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
         pcm[r] = Cm + t * ldbc + nv * VB;
         sb[r] = reinterpret_cast<float*>(&s_b[0][t / 4][0]) + t % 4 + 4 * nv * VB;
     }
-    constexpr int SB_STAGE = TQ * (NMAX + 1) * 4;                  // floats per stage of s_b / s_c
-    constexpr int SC_OFF = 2 * SB_STAGE;                            // s_c follows s_b
+    constexpr int SB_STAGE = TQ * (NMAX + 1) * 4;  // floats per stage of s_b / s_c
+    constexpr int SC_OFF = 2 * SB_STAGE;           // s_c follows s_b
 
     // A chunk is full when all its steps and all the block's channels exist: no per-element checks then.
     const bool block_full = c0 + CPB <= E;
     auto full_chunk = [&](int t0) { return block_full && t0 + T <= L; };
-    auto load_async = [&](int t0) {
-        constexpr int UNIT = scan_copy_unit<IO, G>(), UE = UNIT / int(sizeof(IO)), UPR = CPB / UE;
-        constexpr int NCP = 3 * T * UPR;
-#pragma unroll
-        for (int r = 0; r < (NCP + NT - 1) / NT; ++r) {
-            const int j = tid + r * NT, arr = j / (T * UPR), t = j / UPR % T, q = j % UPR;
-            if (j < NCP && (arr < 2 || has_z) && t0 + t < L) {
-                const IO* src = arr == 0 ? u + (t0 + t) * ldu : arr == 1 ? dl + (t0 + t) * ldd : z + (t0 + t) * ldz;
-                cp_async<UNIT>(&raw_e[arr][t * CPB + q * UE], src + c0 + q * UE);
-            }
-        }
-        constexpr int VBA = 16 / int(sizeof(IO));
-#pragma unroll
-        for (int r = 0; r < (2 * T * (NMAX / VBA > 0 ? NMAX / VBA : 1) + NT - 1) / NT; ++r) {
-            const int j = tid + r * NT, arr = j / (T * NV), t = j / NV % T, nv = j % NV;
-            if (arr < 2 && t0 + t < L)
-                cp_async<16>(&raw_bc[arr][t * N + nv * VBA], (arr ? Cm : Bm) + (t0 + t) * ldbc + nv * VBA);
-        }
-        cp_async_commit();
-    };
-    // the async copies of the chunk become register values for stage_impl
-    auto fetch_async = [&]() {
-#pragma unroll
-        for (int r = 0; r < IT; ++r) {
-            const int p = tid + r * NT, tq = p / CPB;
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-                if (p < PAIRS) {
-                    ru[r][i] = raw_e[0][(4 * tq + i) * CPB + pc];
-                    rd[r][i] = raw_e[1][(4 * tq + i) * CPB + pc];
-                    if (has_z) rz[r][i] = raw_e[2][(4 * tq + i) * CPB + pc];
-                }
-        }
-        if constexpr (VBC) {
-#pragma unroll
-            for (int r = 0; r < IT_BC; ++r) {
-                const int i = tid + r * NT, t = i % T, nv = i / T;
-                if (nv < NV) {
-                    rb[r] = *reinterpret_cast<const uint4*>(&raw_bc[0][t * N + nv * VB]);
-                    rc[r] = *reinterpret_cast<const uint4*>(&raw_bc[1][t * N + nv * VB]);
-                }
-            }
-        }
-    };
     auto load_impl = [&](int t0, auto full) {
         constexpr bool F = decltype(full)::value;
 #pragma unroll
         for (int r = 0; r < IT; ++r) {
-            const int p = tid + r * NT, t = t0 + 4 * ((tid + r * NT) / CPB);
+            const int p = tid + r * NT, t = t0 + 4 * (p / CPB);
             const IO* qu = pu[r];
             const IO* qd = pd[r];
             const IO* qz = pz[r];
@@ -265,21 +266,22 @@ __global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
         for (int r = 0; r < IT; ++r) {
             const int p = tid + r * NT, tq = p / CPB;
             if (p < PAIRS) {
-                float dt[4], du[4];
+                float dt[4], du[4], uu[4], zz[4];
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
                     // padding steps get Δ = 0: the state passes through unchanged
                     const bool ok = F || (pvalid && t0 + 4 * tq + i < L);
-                    const float uu = ok ? to_f(ru[r][i]) : 0.0f;
+                    uu[i] = ok ? to_f(ru[r][i]) : 0.0f;
                     float d = to_f(rd[r][i]) + bias;
                     if (a.delta_softplus) d = softplus_scan(d);
                     d = ok ? d : 0.0f;
-                    dt[i] = d, du[i] = d * uu;
-                    cur_u[r][i] = uu;
-                    cur_z[r][i] = ok && has_z ? to_f(rz[r][i]) : 0.0f;
+                    dt[i] = d, du[i] = d * uu[i];
+                    zz[i] = ok && has_z ? to_f(rz[r][i]) : 0.0f;
                 }
                 s_dt[s][tq][pc] = make_float4(dt[0], dt[1], dt[2], dt[3]);
                 s_du[s][tq][pc] = make_float4(du[0], du[1], du[2], du[3]);
+                s_uz[s][0][tq][pc] = make_float4(uu[0], uu[1], uu[2], uu[3]);
+                s_uz[s][1][tq][pc] = make_float4(zz[0], zz[1], zz[2], zz[3]);
             }
         }
 #pragma unroll
@@ -305,21 +307,23 @@ __global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
             }
         }
     };
-    auto store_impl = [&](int t0, auto full) {
+    // the G partial sums, D and the gate of each (channel, 4 steps) pair, and the store of the chunk
+    auto store_impl = [&](int t0, int s, auto full) {
         constexpr bool F = decltype(full)::value;
 #pragma unroll
         for (int r = 0; r < IT; ++r) {
             const int p = tid + r * NT, tq = p / CPB;
             if (p < PAIRS && (F || pvalid)) {
-                float4 acc = make_float4(Dv * cur_u[r][0], Dv * cur_u[r][1], Dv * cur_u[r][2], Dv * cur_u[r][3]);
+                const float4 u4 = s_uz[s][0][tq][pc], z4 = s_uz[s][1][tq][pc];
+                float4 acc = make_float4(Dv * u4.x, Dv * u4.y, Dv * u4.z, Dv * u4.w);
 #pragma unroll
-                for (int q = 0; q < G; ++q) add4(acc, s_y[tq][pc][q]);
+                for (int q = 0; q < G; ++q) add4(acc, s_y[s][tq][pc][q]);
                 IO* qy = py[r];
 #pragma unroll
                 for (int i = 0; i < 4; ++i, qy += ldy) {
                     if (F || t0 + 4 * tq + i < L) {
                         float v = comp(acc, i);
-                        if (has_z) v *= silu_scan(cur_z[r][i]);
+                        if (has_z) v *= silu_scan(comp(z4, i));
                         *qy = from_f<IO>(v);
                     }
                 }
@@ -327,84 +331,30 @@ __global__ void __launch_bounds__(NT) selective_scan_kernel(ScanArgs a) {
             py[r] += T * ldy;
         }
     };
-    const bool async = ASYNC && block_full;  // the last block of a ragged E takes the register path
     auto load = [&](int t0) {
-        if (async) load_async(t0);
-        else if (full_chunk(t0)) load_impl(t0, std::true_type{});
+        if (full_chunk(t0)) load_impl(t0, std::true_type{});
         else load_impl(t0, std::false_type{});
     };
-    // needs a barrier between the load and the stage when async (other threads' copies)
     auto stage = [&](int t0, int s) {
-        if (async) fetch_async();
         if (full_chunk(t0)) stage_impl(t0, s, std::true_type{});
         else stage_impl(t0, s, std::false_type{});
     };
 
-    __syncthreads();  // zero padding of s_b/s_c before the stage writes
     load(0);
-    if (async) {
-        cp_async_wait_all();
-        __syncthreads();
-    }
     stage(0, 0);
-    __syncthreads();
-    for (int t0 = 0, s = 0; t0 < L; t0 += T, s ^= 1) {
-        const bool more = t0 + T < L;
-        if (more) load(t0 + T);  // in flight during the scan below
-
-        // the recurrence, 4 steps per shared access; partial sums of y over this thread's states to s_y. The next
-        // group's shared loads are issued before this group's arithmetic (software pipelining).
-        float4 dt4n = s_dt[s][0][cl], du4n = s_du[s][0][cl], bqn[SPT], cqn[SPT];
-#pragma unroll
-        for (int k = 0; k < SPT; ++k) bqn[k] = s_b[s][0][g + G * k], cqn[k] = s_c[s][0][g + G * k];
-#pragma unroll
-        for (int tq = 0; tq < TQ; ++tq) {
-            const float4 dt4 = dt4n, du4 = du4n;
-            float4 bq[SPT], cq[SPT];
-#pragma unroll
-            for (int k = 0; k < SPT; ++k) bq[k] = bqn[k], cq[k] = cqn[k];
-            if (tq + 1 < TQ) {
-                dt4n = s_dt[s][tq + 1][cl], du4n = s_du[s][tq + 1][cl];
-#pragma unroll
-                for (int k = 0; k < SPT; ++k) bqn[k] = s_b[s][tq + 1][g + G * k], cqn[k] = s_c[s][tq + 1][g + G * k];
-            }
-            // decays and inputs of the 4 steps first (independent of h), then the two chains
-            float dA[4][SPT], dB[4][SPT];
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int k = 0; k < SPT; ++k) {
-                    dA[i][k] = exp2_approx(comp(dt4, i) * A2[k]);
-                    dB[i][k] = comp(du4, i) * comp(bq[k], i);
-                }
-            float yv[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                float acc = 0.0f;
-#pragma unroll
-                for (int k = 0; k < SPT; ++k) {
-                    h[k] = fmaf(dA[i][k], h[k], dB[i][k]);
-                    acc = fmaf(h[k], comp(cq[k], i), acc);
-                }
-                yv[i] = acc;
-            }
-            s_y[tq][cl][g] = make_float4(yv[0], yv[1], yv[2], yv[3]);
+    if (nch > 1) load(T);
+    barrier();  // chunk 0 staged
+    for (int k = 0; k <= nch; ++k) {
+        if (k >= 1) {  // output of chunk k - 1 (its u, z and partial sums are in stage (k - 1) % 2)
+            const int t0 = (k - 1) * T, s = (k - 1) & 1;
+            if (full_chunk(t0)) store_impl(t0, s, std::true_type{});
+            else store_impl(t0, s, std::false_type{});
         }
-        if (async) cp_async_wait_all();  // the next chunk's rows, before the barrier that publishes them
-        __syncthreads();
-
-        // the G partial sums, D and the gate of each (channel, 4 steps) pair, and the store of this chunk
-        if (full_chunk(t0)) store_impl(t0, std::true_type{});
-        else store_impl(t0, std::false_type{});
-        if (more) stage(t0 + T, s ^ 1);
-        __syncthreads();
-    }
-    if (a.h && c < E) {
-#pragma unroll
-        for (int k = 0; k < SPT; ++k) {
-            const int n = g + G * k;
-            if (n < N) a.h[(std::int64_t(b) * E + c) * N + n] = h[k];
+        if (k + 1 < nch) {
+            stage((k + 1) * T, (k + 1) & 1);     // into the stage chunk k - 1 used: its output came first
+            if (k + 2 < nch) load((k + 2) * T);  // in flight until the next iteration's staging
         }
+        barrier();
     }
 }
 
@@ -418,17 +368,7 @@ template <class IO, int SPT, int G, bool VBC>
 void launch_scan_cfg(const ScanArgs& a, cudaStream_t s) {
     constexpr int CPB = scan_block / G;
     dim3 grid(unsigned((a.d_inner + CPB - 1) / CPB), unsigned(a.batch));
-    if constexpr (VBC && sizeof(IO) == 2 && SPT <= 2) {
-        // bf16 on small grids: the async path (measured at B 1: 51 vs 54 µs; slower for f32, whose register path
-        // does not stall, and at B 8, where more warps hide the loads), when u, Δ, z rows and their strides lie
-        // on copy-unit boundaries
-        constexpr int unit = scan_copy_unit<IO, G>();
-        auto al = [](const void* p) { return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % unit == 0; };
-        auto ld = [&](int v) { return std::int64_t(v ? v : a.d_inner) * std::int64_t(sizeof(IO)) % unit == 0; };
-        if (unit >= 4 && al(a.u) && al(a.delta) && al(a.z) && ld(a.ld_u) && ld(a.ld_delta) && ld(a.ld_z))
-            return selective_scan_kernel<IO, SPT, G, true, true><<<grid, scan_block, 0, s>>>(a);
-    }
-    selective_scan_kernel<IO, SPT, G, VBC><<<grid, scan_block, 0, s>>>(a);
+    selective_scan_kernel<IO, SPT, G, VBC><<<grid, 2 * scan_block, 0, s>>>(a);
 }
 
 template <class IO, int SPT, bool VBC>
