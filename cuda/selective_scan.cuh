@@ -28,9 +28,9 @@ __device__ __forceinline__ float exp2_approx(float x) {
 // y = e^x as a series below 0.1 (the fast log loses digits there), the fast log above, x itself above 20.
 __device__ __forceinline__ float softplus_scan(float x) {
     const float y = __expf(fminf(x, 20.0f));
-    float p = 1.0f / 7.0f;  // y (1 - y/2 + y²/3 - ... + y⁶/7), Horner; the next term is under 2e-8 of it
+    float p = -1.0f / 6.0f;  // y (1 - y/2 + y²/3 - ... - y⁵/6), Horner; the next term is under 2e-7 of it
 #pragma unroll
-    for (int k = 6; k >= 1; --k) p = fmaf(p, y, (k % 2 ? 1.0f : -1.0f) / float(k));
+    for (int k = 5; k >= 1; --k) p = fmaf(p, y, (k % 2 ? 1.0f : -1.0f) / float(k));
     const float r = y < 0.1f ? p * y : __logf(1.0f + y);
     return x > 20.0f ? x : r;
 }
@@ -62,7 +62,7 @@ constexpr int scan_block = 64;  // threads of each role (scan, helper)
 // Static shared memory of the kernel for chunks of t steps (the arrays declared in it).
 constexpr int scan_smem(int G, int nmax, int t) {
     const int tq = t / 4, cpb = scan_block / G;
-    return 16 * (2 * 2 * tq * cpb + 2 * 2 * tq * cpb + 2 * 2 * tq * (nmax + 1) + 2 * tq * cpb * (G + 1));
+    return 16 * (2 * 2 * tq * cpb + 2 * 2 * tq * cpb + 2 * 2 * tq * (nmax + 1) + 2 * tq * cpb * ((G >= 4 ? G / 4 : G) + 1));
 }
 // Time steps per shared-memory stage: 32, fewer for small G (at most 2 pairs per thread), for wide scalar B/C rows
 // (at most 8 loads of each per thread) and to stay within 48 KB of static shared memory.
@@ -91,7 +91,10 @@ __global__ void __launch_bounds__(2 * scan_block, 5) selective_scan_kernel(ScanA
     __shared__ float4 s_du[2][TQ][CPB];          // Δ · u
     __shared__ float4 s_uz[2][2][TQ][CPB];       // u and z of the chunk, for its output
     __shared__ float4 s_bc[2][2][TQ][NMAX + 1];  // B, C [t][n]; one float4 of padding per row against bank conflicts
-    __shared__ float4 s_y[2][TQ][CPB][G + 1];    // partial y of each state group
+    // partial y: with G >= 4 the scan lanes first add over quads of state groups (a transposing butterfly), so each
+    // (channel, 4 steps) has G / 4 partial float4s instead of G
+    constexpr int Q = G >= 4 ? G / 4 : G;
+    __shared__ float4 s_y[2][TQ][CPB][Q + 1];
     auto& s_b = s_bc[0];
     auto& s_c = s_bc[1];
     auto barrier = [] { asm volatile("bar.sync 1, %0;" ::"n"(2 * NT) : "memory"); };
@@ -157,7 +160,17 @@ __global__ void __launch_bounds__(2 * scan_block, 5) selective_scan_kernel(ScanA
                         }
                         yv[i] = acc;
                     }
-                    s_y[s][tq][cl][g] = make_float4(yv[0], yv[1], yv[2], yv[3]);
+                    if constexpr (G >= 4) {
+                        // lanes g, g^1, g^2, g^3 (one quad) end with one step each, summed over the quad
+                        const bool b0 = g & 1, b1 = g & 2;
+                        const float r0 = __shfl_xor_sync(0xffffffffu, b0 ? yv[0] : yv[2], 1);
+                        const float r1 = __shfl_xor_sync(0xffffffffu, b0 ? yv[1] : yv[3], 1);
+                        const float k0 = (b0 ? yv[2] : yv[0]) + r0, k1 = (b0 ? yv[3] : yv[1]) + r1;
+                        const float r2 = __shfl_xor_sync(0xffffffffu, b1 ? k0 : k1, 2);
+                        reinterpret_cast<float*>(&s_y[s][tq][cl][g >> 2])[2 * b0 + (b1 ? 1 : 0)] = (b1 ? k1 : k0) + r2;
+                    } else {
+                        s_y[s][tq][cl][g] = make_float4(yv[0], yv[1], yv[2], yv[3]);
+                    }
                 }
             }
             barrier();
@@ -317,7 +330,7 @@ __global__ void __launch_bounds__(2 * scan_block, 5) selective_scan_kernel(ScanA
                 const float4 u4 = s_uz[s][0][tq][pc], z4 = s_uz[s][1][tq][pc];
                 float4 acc = make_float4(Dv * u4.x, Dv * u4.y, Dv * u4.z, Dv * u4.w);
 #pragma unroll
-                for (int q = 0; q < G; ++q) add4(acc, s_y[s][tq][pc][q]);
+                for (int q = 0; q < Q; ++q) add4(acc, s_y[s][tq][pc][q]);
                 IO* qy = py[r];
 #pragma unroll
                 for (int i = 0; i < 4; ++i, qy += ldy) {
