@@ -407,9 +407,9 @@ bool scan_bc_vectorisable(const ScanArgs& a) {
     return a.d_state % VB == 0 && al(a.Bm) && al(a.Cm) && (a.ld_bc ? a.ld_bc : a.d_state) % VB == 0;
 }
 
-// States per thread: 4 when the grid has enough warps to hide latency with them (B >= 2 at mamba-2.8b), else 2
-// (B = 1), 1 only for tiny grids with N <= 16; set_scan_states_per_thread() overrides (cuda/api.cu).
-int scan_states_per_thread(const ScanArgs& a, int sms);
+// States per thread: 4 for f32 when the grid has enough warps to hide latency with them (B >= 2 at mamba-2.8b), else
+// 2, 1 only for tiny grids with N <= 16; set_scan_states_per_thread() overrides (cuda/api.cu).
+int scan_states_per_thread(const ScanArgs& a, int sms, int io_bytes);
 
 template <class IO>
 void launch_scan(const ScanArgs& a, cudaStream_t s, int sms) {
@@ -419,7 +419,7 @@ void launch_scan(const ScanArgs& a, cudaStream_t s, int sms) {
     VLM_CHECK((std::int64_t(a.length) + 64) * ld < (std::int64_t(1) << 31), "selective_scan",
               "expected length · row stride < 2^31 elements per sequence, got ", a.length, " · ", ld);
     const bool vec = scan_bc_vectorisable<IO>(a);
-    switch (scan_states_per_thread(a, sms)) {
+    switch (scan_states_per_thread(a, sms, int(sizeof(IO)))) {
         case 4: return vec ? launch_scan_spt<IO, 4, true>(a, s) : launch_scan_spt<IO, 4, false>(a, s);
         case 2: return vec ? launch_scan_spt<IO, 2, true>(a, s) : launch_scan_spt<IO, 2, false>(a, s);
         default: return vec ? launch_scan_spt<IO, 1, true>(a, s) : launch_scan_spt<IO, 1, false>(a, s);

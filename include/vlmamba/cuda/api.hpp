@@ -70,7 +70,7 @@ private:
 // directions go through the batch dim).
 void selective_scan(const ScanArgs& a, DType io = DType::F32, Stream s = nullptr);
 // Tuning: states per thread of the scan kernel, 1, 2 or 4 (1 only while d_state <= 16), or 0 for the automatic
-// choice (4 on large grids, 2 at B = 1). Fewer states per thread mean more warps and more instructions per state.
+// choice (2; 4 for f32 on large grids). Fewer states per thread mean more warps and more instructions per state.
 void set_scan_states_per_thread(int spt);
 
 // One decode step for a batch, all f32 (mamba_ssm selective_state_update): softplus, state, D and gate fused.
