@@ -12,6 +12,7 @@
 #include <random>
 
 #include "../unit/test_helpers.hpp"
+#include "cuda_test_helpers.hpp"
 #include "vlmamba/models/device_mamba_lm.hpp"
 #include "vlmamba/models/load_mamba.hpp"
 #include "vlmamba/models/mamba_lm_cuda.hpp"
@@ -24,12 +25,6 @@ using vlmamba::test::rel_err;
 namespace {
 
 const fs::path kMambaData = fs::path(VLMAMBA_TEST_DATA_DIR) / "mamba";
-
-#define SKIP_WITHOUT_GPU()                  \
-    if (!cuda::available()) {               \
-        MESSAGE("no CUDA device: skipped"); \
-        return;                             \
-    }
 
 std::vector<std::int32_t> to_ids(const Tensor& t) {
     std::vector<std::int32_t> v;
@@ -201,26 +196,8 @@ TEST_CASE("cuda model: bad input gets clear errors") {
 // ---- the decode kernels of cuda/decode.hpp at the sizes the tiny fixtures do not reach (16-byte paths, k splits) ----
 namespace {
 
-template <class T>
-struct DevBuf {
-    DeviceBuffer b;
-    explicit DevBuf(const std::vector<T>& h) : b(h.size() * sizeof(T)) { cuda::copy_h2d(b.get(), h.data(), h.size() * sizeof(T)); }
-    explicit DevBuf(std::size_t n) : b(n * sizeof(T)) {}
-    T* p() const { return b.as<T>(); }
-    std::vector<T> get() const {
-        std::vector<T> h(b.bytes() / sizeof(T));
-        cuda::synchronize();
-        cuda::copy_d2h(h.data(), b.get(), b.bytes());
-        return h;
-    }
-};
-
-std::vector<float> uniform(std::mt19937& g, std::size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
+using vlmamba::test::DevBuf;
+using vlmamba::test::uniform;
 
 std::vector<std::uint16_t> bf16_of(std::vector<float>& v) {  // rounds v in place and returns the bits
     std::vector<std::uint16_t> r(v.size());

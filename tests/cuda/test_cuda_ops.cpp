@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda_test_helpers.hpp"
 #include "vlmamba/cuda/api.hpp"
 #include "vlmamba/ops/selective_scan.hpp"
 
@@ -16,33 +17,8 @@ using vlmamba::DType;
 
 namespace {
 
-#define SKIP_WITHOUT_GPU()                          \
-    if (!cu::available()) {                         \
-        MESSAGE("no CUDA device: skipped");         \
-        return;                                     \
-    }
-
-template <class T>
-struct Dev {
-    T* p = nullptr;
-    std::size_t n = 0;
-    explicit Dev(std::size_t n_) : p(static_cast<T*>(cu::malloc(n_ * sizeof(T)))), n(n_) {}
-    explicit Dev(const std::vector<T>& h) : Dev(h.size()) { cu::copy_h2d(p, h.data(), n * sizeof(T)); }
-    ~Dev() { cu::free(p); }
-    Dev(const Dev&) = delete;
-    std::vector<T> get() const {
-        std::vector<T> h(n);
-        cu::copy_d2h(h.data(), p, n * sizeof(T));
-        return h;
-    }
-};
-
-std::vector<float> rnd(std::mt19937& g, std::size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
+using vlmamba::test::DevBuf;
+using vlmamba::test::uniform;
 
 std::vector<std::uint16_t> to_bf16(const std::vector<float>& v) {
     std::vector<std::uint16_t> r(v.size());
@@ -86,9 +62,9 @@ TEST_CASE("cuda: selective_scan f32 and bf16 match ref::selective_scan") {
             CAPTURE(k.B); CAPTURE(k.L); CAPTURE(k.E); CAPTURE(k.N); CAPTURE(k.ld_u); CAPTURE(int(io));
             const int ldu = k.ld_u ? k.ld_u : k.E;
             const std::size_t ne = std::size_t(k.B) * k.L * k.E, nb = std::size_t(k.B) * k.L * k.N;
-            auto u = rnd(g, std::size_t(k.B) * k.L * ldu), dl = rnd(g, ne, -3.0f, 1.0f), z = rnd(g, ne);
-            auto Bm = rnd(g, nb), Cm = rnd(g, nb), A = rnd(g, std::size_t(k.E) * k.N, -2.0f, -0.05f);
-            auto D = rnd(g, k.E), bias = rnd(g, k.E, -1.0f, 0.5f), h0 = rnd(g, std::size_t(k.B) * k.E * k.N);
+            auto u = uniform(g, std::size_t(k.B) * k.L * ldu), dl = uniform(g, ne, -3.0f, 1.0f), z = uniform(g, ne);
+            auto Bm = uniform(g, nb), Cm = uniform(g, nb), A = uniform(g, std::size_t(k.E) * k.N, -2.0f, -0.05f);
+            auto D = uniform(g, k.E), bias = uniform(g, k.E, -1.0f, 0.5f), h0 = uniform(g, std::size_t(k.B) * k.E * k.N);
             if (io == DType::BF16)  // the reference sees the bf16-rounded inputs
                 for (auto* v : {&u, &dl, &z, &Bm, &Cm}) *v = from_bf16(to_bf16(*v));
             std::vector<float> y_ref(ne), h_ref = h0;
@@ -107,29 +83,29 @@ TEST_CASE("cuda: selective_scan f32 and bf16 match ref::selective_scan") {
             if (spt == 1 && k.N > 16) continue;
             CAPTURE(spt);
             cu::set_scan_states_per_thread(spt);
-            Dev<float> dA(A), dD(D), dbias(bias), dh(h0);
+            DevBuf<float> dA(A), dD(D), dbias(bias), dh(h0);
             std::vector<float> y, h;
             auto run = [&](auto& du, auto& ddl, auto& dz, auto& dB, auto& dC, auto& dy) {
                 vlmamba::ScanArgs d = a;
-                d.u = reinterpret_cast<const float*>(du.p);
-                d.delta = reinterpret_cast<const float*>(ddl.p);
-                d.z = k.z ? reinterpret_cast<const float*>(dz.p) : nullptr;
-                d.Bm = reinterpret_cast<const float*>(dB.p);
-                d.Cm = reinterpret_cast<const float*>(dC.p);
-                d.y = reinterpret_cast<float*>(dy.p);
-                d.A = dA.p;
-                d.D = k.D ? dD.p : nullptr;
-                d.delta_bias = k.bias ? dbias.p : nullptr;
-                d.h = dh.p;
+                d.u = reinterpret_cast<const float*>(du.p());
+                d.delta = reinterpret_cast<const float*>(ddl.p());
+                d.z = k.z ? reinterpret_cast<const float*>(dz.p()) : nullptr;
+                d.Bm = reinterpret_cast<const float*>(dB.p());
+                d.Cm = reinterpret_cast<const float*>(dC.p());
+                d.y = reinterpret_cast<float*>(dy.p());
+                d.A = dA.p();
+                d.D = k.D ? dD.p() : nullptr;
+                d.delta_bias = k.bias ? dbias.p() : nullptr;
+                d.h = dh.p();
                 cu::selective_scan(d, io);
                 cu::synchronize();
             };
             if (io == DType::F32) {
-                Dev<float> du(u), ddl(dl), dz(z), dB(Bm), dC(Cm), dy(ne);
+                DevBuf<float> du(u), ddl(dl), dz(z), dB(Bm), dC(Cm), dy(ne);
                 run(du, ddl, dz, dB, dC, dy);
                 y = dy.get();
             } else {
-                Dev<std::uint16_t> du(to_bf16(u)), ddl(to_bf16(dl)), dz(to_bf16(z)), dB(to_bf16(Bm)), dC(to_bf16(Cm)),
+                DevBuf<std::uint16_t> du(to_bf16(u)), ddl(to_bf16(dl)), dz(to_bf16(z)), dB(to_bf16(Bm)), dC(to_bf16(Cm)),
                     dy(ne);
                 run(du, ddl, dz, dB, dC, dy);
                 y = from_bf16(dy.get());
@@ -150,9 +126,9 @@ TEST_CASE("cuda: selective_state_update and conv update match the references") {
     for (auto [B, E, N, K] : {std::array{1, 1, 1, 4}, std::array{3, 37, 16, 4}, std::array{8, 130, 17, 3},
                               std::array{2, 64, 64, 4}}) {
         CAPTURE(B); CAPTURE(E); CAPTURE(N); CAPTURE(K);
-        auto h0 = rnd(g, std::size_t(B) * E * N), x = rnd(g, std::size_t(B) * E), dl = rnd(g, std::size_t(B) * E, -3, 1);
-        auto A = rnd(g, std::size_t(E) * N, -2.0f, -0.05f), Bm = rnd(g, std::size_t(B) * N), Cm = rnd(g, std::size_t(B) * N);
-        auto D = rnd(g, E), z = rnd(g, std::size_t(B) * E), bias = rnd(g, E);
+        auto h0 = uniform(g, std::size_t(B) * E * N), x = uniform(g, std::size_t(B) * E), dl = uniform(g, std::size_t(B) * E, -3, 1);
+        auto A = uniform(g, std::size_t(E) * N, -2.0f, -0.05f), Bm = uniform(g, std::size_t(B) * N), Cm = uniform(g, std::size_t(B) * N);
+        auto D = uniform(g, E), z = uniform(g, std::size_t(B) * E), bias = uniform(g, E);
         std::vector<float> h_ref = h0, y_ref(std::size_t(B) * E);
         vlmamba::StateUpdateArgs a{B, E, N, h_ref.data(), x.data(), dl.data(), A.data(), Bm.data(), Cm.data()};
         a.D = D.data();
@@ -160,18 +136,18 @@ TEST_CASE("cuda: selective_state_update and conv update match the references") {
         a.delta_bias = bias.data();
         a.y = y_ref.data();
         vlmamba::ref::selective_state_update(a);
-        Dev<float> dh(h0), dx(x), ddl(dl), dA(A), dB(Bm), dC(Cm), dD(D), dz(z), dbias(bias), dy(y_ref.size());
-        vlmamba::StateUpdateArgs d{B, E, N, dh.p, dx.p, ddl.p, dA.p, dB.p, dC.p};
-        d.D = dD.p;
-        d.z = dz.p;
-        d.delta_bias = dbias.p;
-        d.y = dy.p;
+        DevBuf<float> dh(h0), dx(x), ddl(dl), dA(A), dB(Bm), dC(Cm), dD(D), dz(z), dbias(bias), dy(y_ref.size());
+        vlmamba::StateUpdateArgs d{B, E, N, dh.p(), dx.p(), ddl.p(), dA.p(), dB.p(), dC.p()};
+        d.D = dD.p();
+        d.z = dz.p();
+        d.delta_bias = dbias.p();
+        d.y = dy.p();
         cu::selective_state_update(d);
         CHECK(rel_err(dy.get(), y_ref) <= 1e-4);
         CHECK(rel_err(dh.get(), h_ref) <= 1e-4);
 
         // conv update: state (B, E, K) oldest first
-        auto st = rnd(g, std::size_t(B) * E * K), w = rnd(g, std::size_t(E) * K), cb = rnd(g, E);
+        auto st = uniform(g, std::size_t(B) * E * K), w = uniform(g, std::size_t(E) * K), cb = uniform(g, E);
         std::vector<float> st_ref = st, cy_ref(std::size_t(B) * E);
         for (int b = 0; b < B; ++b)
             for (int c = 0; c < E; ++c) {
@@ -182,8 +158,8 @@ TEST_CASE("cuda: selective_state_update and conv update match the references") {
                 for (int j = 0; j < K; ++j) acc += s[j] * w[std::size_t(c) * K + j];
                 cy_ref[std::size_t(b) * E + c] = vlmamba::ref::silu(acc);
             }
-        Dev<float> dst(st), dw(w), dcb(cb), dcy(cy_ref.size());
-        cu::causal_conv1d_update({B, E, K, dst.p, dx.p, dw.p, dcb.p, true, dcy.p});
+        DevBuf<float> dst(st), dw(w), dcb(cb), dcy(cy_ref.size());
+        cu::causal_conv1d_update({B, E, K, dst.p(), dx.p(), dw.p(), dcb.p(), true, dcy.p()});
         CHECK(rel_err(dcy.get(), cy_ref) <= 1e-5);
         CHECK(rel_err(dst.get(), st_ref) == 0.0);
     }
@@ -196,7 +172,7 @@ TEST_CASE("cuda: causal_conv1d matches the scalar definition, with the decode st
                                   std::array{1, 9, 5, 2, 0}}) {
         CAPTURE(B); CAPTURE(L); CAPTURE(E); CAPTURE(K); CAPTURE(ld);
         const int ldx = ld ? ld : E;
-        auto x = rnd(g, std::size_t(B) * L * ldx), w = rnd(g, std::size_t(E) * K), cb = rnd(g, E);
+        auto x = uniform(g, std::size_t(B) * L * ldx), w = uniform(g, std::size_t(E) * K), cb = uniform(g, E);
         std::vector<float> y_ref(std::size_t(B) * L * E), st_ref(std::size_t(B) * E * K);
         for (int b = 0; b < B; ++b)
             for (int t = 0; t < L; ++t)
@@ -213,8 +189,8 @@ TEST_CASE("cuda: causal_conv1d matches the scalar definition, with the decode st
                             st_ref[(std::size_t(b) * E + c) * K + j] = tt >= 0 ? x[(std::size_t(b) * L + tt) * ldx + c] : 0.0f;
                         }
                 }
-        Dev<float> dx(x), dw(w), dcb(cb), dy(y_ref.size()), dst(st_ref.size());
-        cu::Conv1dArgs a{B, L, E, K, dx.p, dw.p, dcb.p, true, dy.p, dst.p, ld};
+        DevBuf<float> dx(x), dw(w), dcb(cb), dy(y_ref.size()), dst(st_ref.size());
+        cu::Conv1dArgs a{B, L, E, K, dx.p(), dw.p(), dcb.p(), true, dy.p(), dst.p(), ld};
         cu::causal_conv1d(a);
         CHECK(rel_err(dy.get(), y_ref) <= 1e-5);
         CHECK(rel_err(dst.get(), st_ref) == 0.0);
@@ -226,7 +202,7 @@ TEST_CASE("cuda: rms_norm with residual add, embedding, add, convert, argmax") {
     std::mt19937 g(5);
     for (auto [R, Dm] : {std::array{1, 1}, std::array{3, 37}, std::array{5, 2560}}) {
         CAPTURE(R); CAPTURE(Dm);
-        auto x = rnd(g, std::size_t(R) * Dm), res = rnd(g, std::size_t(R) * Dm), w = rnd(g, Dm, 0.5f, 1.5f);
+        auto x = uniform(g, std::size_t(R) * Dm), res = uniform(g, std::size_t(R) * Dm), w = uniform(g, Dm, 0.5f, 1.5f);
         std::vector<float> res_ref(res.size()), out_ref(res.size());
         for (int r = 0; r < R; ++r) {
             double ss = 0;
@@ -238,37 +214,37 @@ TEST_CASE("cuda: rms_norm with residual add, embedding, add, convert, argmax") {
             const float inv = float(1.0 / std::sqrt(ss / Dm + 1e-5));
             for (int i = 0; i < Dm; ++i) out_ref[std::size_t(r) * Dm + i] = res_ref[std::size_t(r) * Dm + i] * inv * w[i];
         }
-        Dev<float> dx(x), dres(res), dw(w), dout(x.size());
-        cu::RmsNormArgs a{R, Dm, dx.p, dres.p, dw.p, DType::F32, dout.p, DType::F32, 1e-5f};
+        DevBuf<float> dx(x), dres(res), dw(w), dout(x.size());
+        cu::RmsNormArgs a{R, Dm, dx.p(), dres.p(), dw.p(), DType::F32, dout.p(), DType::F32, 1e-5f};
         cu::rms_norm(a);
         CHECK(rel_err(dres.get(), res_ref) <= 1e-6);
         CHECK(rel_err(dout.get(), out_ref) <= 1e-5);
         // bf16 weights and output, no residual
-        Dev<std::uint16_t> dwb(to_bf16(w)), doutb(x.size());
-        Dev<float> dx2(res_ref);
-        cu::rms_norm({R, Dm, dx2.p, nullptr, dwb.p, DType::BF16, doutb.p, DType::BF16, 1e-5f});
+        DevBuf<std::uint16_t> dwb(to_bf16(w)), doutb(x.size());
+        DevBuf<float> dx2(res_ref);
+        cu::rms_norm({R, Dm, dx2.p(), nullptr, dwb.p(), DType::BF16, doutb.p(), DType::BF16, 1e-5f});
         CHECK(rel_err(from_bf16(doutb.get()), out_ref) <= 2e-2);
     }
     // embedding from a bf16 table, add, convert, argmax with ties
     const int V = 11, Dm = 13;
-    auto table = from_bf16(to_bf16(rnd(g, std::size_t(V) * Dm)));
+    auto table = from_bf16(to_bf16(uniform(g, std::size_t(V) * Dm)));
     std::vector<std::int32_t> ids{3, 0, 10, 3};
-    Dev<std::uint16_t> dt(to_bf16(table));
-    Dev<std::int32_t> dids(ids);
-    Dev<float> demb(ids.size() * Dm);
-    cu::embedding(demb.p, dt.p, DType::BF16, dids.p, int(ids.size()), Dm, V);
+    DevBuf<std::uint16_t> dt(to_bf16(table));
+    DevBuf<std::int32_t> dids(ids);
+    DevBuf<float> demb(ids.size() * Dm);
+    cu::embedding(demb.p(), dt.p(), DType::BF16, dids.p(), int(ids.size()), Dm, V);
     auto emb = demb.get();
     for (std::size_t r = 0; r < ids.size(); ++r)
         for (int i = 0; i < Dm; ++i) CHECK(emb[r * Dm + i] == table[std::size_t(ids[r]) * Dm + i]);
-    Dev<float> dsum(emb.size());
-    cu::add(dsum.p, demb.p, demb.p, std::int64_t(emb.size()));
+    DevBuf<float> dsum(emb.size());
+    cu::add(dsum.p(), demb.p(), demb.p(), std::int64_t(emb.size()));
     auto sum = dsum.get();
     for (std::size_t i = 0; i < emb.size(); ++i) CHECK(sum[i] == 2.0f * emb[i]);
     std::vector<float> rows(3 * 3000, 0.0f);
     rows[5] = 2.0f; rows[2999] = 2.0f; rows[3000 + 1234] = 1.0f; rows[6000 + 2999] = 0.5f;
-    Dev<float> drows(rows);
-    Dev<std::int32_t> dam(3);
-    cu::argmax_rows(dam.p, drows.p, 3, 3000);
+    DevBuf<float> drows(rows);
+    DevBuf<std::int32_t> dam(3);
+    cu::argmax_rows(dam.p(), drows.p(), 3, 3000);
     CHECK(dam.get() == std::vector<std::int32_t>{5, 1234, 2999});
 }
 
@@ -277,7 +253,7 @@ TEST_CASE("cuda: gemm f32 (strict and tf32) and bf16 match a double-precision pr
     std::mt19937 g(9);
     for (auto [M, N, K] : {std::array{1, 1, 1}, std::array{7, 33, 65}, std::array{64, 130, 257}, std::array{1, 5120, 2560}}) {
         CAPTURE(M); CAPTURE(N); CAPTURE(K);
-        auto A = rnd(g, std::size_t(M) * K), Bw = rnd(g, std::size_t(N) * K);
+        auto A = uniform(g, std::size_t(M) * K), Bw = uniform(g, std::size_t(N) * K);
         auto ref = [&](const std::vector<float>& a, const std::vector<float>& b) {
             std::vector<float> c(std::size_t(M) * N);
             for (int i = 0; i < M; ++i)
@@ -289,8 +265,8 @@ TEST_CASE("cuda: gemm f32 (strict and tf32) and bf16 match a double-precision pr
             return c;
         };
         const auto c_ref = ref(A, Bw);
-        Dev<float> dA(A), dB(Bw), dC(c_ref.size());
-        cu::GemmArgs a{M, N, K, dA.p, dB.p, dC.p};
+        DevBuf<float> dA(A), dB(Bw), dC(c_ref.size());
+        cu::GemmArgs a{M, N, K, dA.p(), dB.p(), dC.p()};
         a.tf32 = false;
         cu::gemm(a);
         CHECK(rel_err(dC.get(), c_ref) <= 1e-4);
@@ -299,8 +275,8 @@ TEST_CASE("cuda: gemm f32 (strict and tf32) and bf16 match a double-precision pr
         CHECK(rel_err(dC.get(), c_ref) <= 3e-3);
         const auto Ab = from_bf16(to_bf16(A)), Bb = from_bf16(to_bf16(Bw));
         const auto cb_ref = ref(Ab, Bb);
-        Dev<std::uint16_t> dAb(to_bf16(A)), dBb(to_bf16(Bw)), dCb(c_ref.size());
-        cu::GemmArgs b{M, N, K, dAb.p, dBb.p, dCb.p, DType::BF16, DType::BF16};
+        DevBuf<std::uint16_t> dAb(to_bf16(A)), dBb(to_bf16(Bw)), dCb(c_ref.size());
+        cu::GemmArgs b{M, N, K, dAb.p(), dBb.p(), dCb.p(), DType::BF16, DType::BF16};
         cu::gemm(b);
         CHECK(rel_err(from_bf16(dCb.get()), cb_ref) <= 2e-2);
     }
@@ -310,15 +286,15 @@ TEST_CASE("cuda: a captured decode step replays like direct launches") {
     SKIP_WITHOUT_GPU();
     std::mt19937 g(13);
     const int B = 4, E = 96, N = 16, K = 4;
-    auto h0 = rnd(g, std::size_t(B) * E * N), x = rnd(g, std::size_t(B) * E), dl = rnd(g, std::size_t(B) * E, -3, 1);
-    auto A = rnd(g, std::size_t(E) * N, -2.0f, -0.05f), Bm = rnd(g, std::size_t(B) * N), Cm = rnd(g, std::size_t(B) * N);
-    auto st0 = rnd(g, std::size_t(B) * E * K), w = rnd(g, std::size_t(E) * K);
-    Dev<float> dx(x), ddl(dl), dA(A), dB(Bm), dC(Cm), dw(w), dxc(x.size()), dy(x.size());
-    auto steps = [&](Dev<float>& dh, Dev<float>& dst, cu::Stream s, bool graph) {
+    auto h0 = uniform(g, std::size_t(B) * E * N), x = uniform(g, std::size_t(B) * E), dl = uniform(g, std::size_t(B) * E, -3, 1);
+    auto A = uniform(g, std::size_t(E) * N, -2.0f, -0.05f), Bm = uniform(g, std::size_t(B) * N), Cm = uniform(g, std::size_t(B) * N);
+    auto st0 = uniform(g, std::size_t(B) * E * K), w = uniform(g, std::size_t(E) * K);
+    DevBuf<float> dx(x), ddl(dl), dA(A), dB(Bm), dC(Cm), dw(w), dxc(x.size()), dy(x.size());
+    auto steps = [&](DevBuf<float>& dh, DevBuf<float>& dst, cu::Stream s, bool graph) {
         auto step = [&] {
-            cu::causal_conv1d_update({B, E, K, dst.p, dx.p, dw.p, nullptr, true, dxc.p}, s);
-            vlmamba::StateUpdateArgs a{B, E, N, dh.p, dxc.p, ddl.p, dA.p, dB.p, dC.p};
-            a.y = dy.p;
+            cu::causal_conv1d_update({B, E, K, dst.p(), dx.p(), dw.p(), nullptr, true, dxc.p()}, s);
+            vlmamba::StateUpdateArgs a{B, E, N, dh.p(), dxc.p(), ddl.p(), dA.p(), dB.p(), dC.p()};
+            a.y = dy.p();
             cu::selective_state_update(a, s);
         };
         if (graph) {
@@ -333,7 +309,7 @@ TEST_CASE("cuda: a captured decode step replays like direct launches") {
         return dh.get();
     };
     cu::Stream s = cu::stream_create();
-    Dev<float> h1(h0), s1(st0), h2(h0), s2(st0);
+    DevBuf<float> h1(h0), s1(st0), h2(h0), s2(st0);
     const auto direct = steps(h1, s1, s, false);
     const auto replay = steps(h2, s2, s, true);
     cu::stream_destroy(s);

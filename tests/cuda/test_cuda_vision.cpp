@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../unit/test_helpers.hpp"
+#include "cuda_test_helpers.hpp"
 #include "vlmamba/models/vision_encoder_cuda.hpp"
 #include "vlmamba/ops/softmax.hpp"
 
@@ -36,10 +37,7 @@ Tensor rnd(std::mt19937& g, Shape s, float lo = -1.0f, float hi = 1.0f) {
 }  // namespace
 
 TEST_CASE("cuda vision: ViT ops match host references") {
-    if (!cuda::available()) {
-        MESSAGE("no CUDA device: skipped");
-        return;
-    }
+    SKIP_WITHOUT_GPU();
     std::mt19937 g(5);
     const int rows = 37, dim = 70;
     const Tensor x = rnd(g, {rows, dim}, -3, 3), w = rnd(g, {dim}), b = rnd(g, {dim});
@@ -74,10 +72,7 @@ TEST_CASE("cuda vision: ViT ops match host references") {
 }
 
 TEST_CASE("cuda vision: CudaVisionEncoder matches the CPU tower and transformers") {
-    if (!cuda::available()) {
-        MESSAGE("no CUDA device: skipped");
-        return;
-    }
+    SKIP_WITHOUT_GPU();
     for (const char* family : {"clip", "siglip"}) {
         CAPTURE(family);
         const fs::path root = kVisionData / family;
