@@ -61,30 +61,73 @@ inline std::uint32_t read_be32(const std::uint8_t* p) {
     return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
 }
 
-// A JPEG is complete when an end-of-image marker follows its first start-of-scan. Segments before the scan are
-// skipped by their lengths (an EXIF thumbnail carries its own EOI), stray bytes between segments are skipped as
-// libjpeg does; inside entropy-coded data a 0xFF byte is always followed by 0x00 or a marker, so the pair FF D9
-// can only be the real EOI. stb decodes a cut-off JPEG silently (it pads with zeros) while PIL refuses it; this
-// check restores the refusal. Returns nullptr when complete, else what is missing.
-inline const char* jpeg_incomplete(std::span<const std::uint8_t> b) {
+// The marker structure of a JPEG, checked before stb_image reads any of it (stbi_info included): Debian's stb
+// (2022-09) reads a Huffman table whose code counts exceed 256 out of bounds (fixed upstream later), and decodes
+// with Huffman or quantisation tables that no segment defined (uninitialised memory). So: every DHT table must
+// be a valid canonical code (at most 256 symbols, no length overflowing its code space, as libjpeg's
+// jpeg_make_d_derived_tbl requires), and every scan may only use tables defined before it. A JPEG must also be
+// complete: stb decodes a cut-off JPEG silently (it pads with zeros) while PIL refuses it, so an end-of-image
+// marker must follow the scans. Segments are skipped by their lengths (an EXIF thumbnail carries its own EOI),
+// stray bytes between segments are skipped as libjpeg does; in entropy-coded data a 0xFF byte is followed by 0x00,
+// a restart marker or the next segment. Returns nullptr for a well-formed file, else what is wrong.
+inline const char* jpeg_problem(std::span<const std::uint8_t> b) {
+    bool scanned = false, progressive = false;
+    unsigned dc_defined = 0, ac_defined = 0, quant_defined = 0;  // bit t: table t has been defined
+    std::array<std::uint8_t, 256> frame_quant{};                  // component id -> quantisation table + 1
     std::size_t i = 2;  // after SOI
-    while (i + 4 <= b.size()) {
+    while (true) {
+        if (i + 1 >= b.size()) return scanned ? "no end-of-image marker after the scan data" : "no scan data";
         if (b[i] != 0xFF) { ++i; continue; }
         const std::uint8_t marker = b[i + 1];
-        if (marker == 0xFF || marker == 0x00 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) {
-            ++i;
-            continue;
-        }
-        if (marker == 0xD9) return "end-of-image marker before any scan data";
+        if (marker == 0xFF || marker == 0xD8) { ++i; continue; }
+        if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { i += 2; continue; }
+        if (marker == 0xD9) return scanned ? nullptr : "end-of-image marker before any scan data";
+        if (i + 4 > b.size()) return "a segment cut off, no end-of-image marker";
         const std::size_t len = (std::size_t{b[i + 2]} << 8) | b[i + 3];
-        if (marker == 0xDA) {  // SOS: entropy-coded data follows
-            for (std::size_t j = i + 2 + len; j + 1 < b.size(); ++j)
-                if (b[j] == 0xFF && b[j + 1] == 0xD9) return nullptr;
-            return "no end-of-image marker after the scan data";
+        if (len < 2 || i + 2 + len > b.size()) return "a segment longer than the file, no end-of-image marker";
+        const std::span<const std::uint8_t> seg = b.subspan(i + 4, len - 2);
+        if (marker == 0xC4) {  // DHT: one or more tables of (class/id, 16 counts, symbols)
+            for (std::size_t p = 0; p < seg.size();) {
+                if (seg.size() - p < 17 || (seg[p] >> 4) > 1 || (seg[p] & 15) > 3) return "a malformed Huffman table";
+                std::uint32_t code = 0, total = 0;
+                for (int l = 1; l <= 16; ++l) {
+                    code += seg[p + std::size_t(l)];
+                    total += seg[p + std::size_t(l)];
+                    if (code >= (std::uint32_t{1} << l)) return "a Huffman table whose code lengths overflow";
+                    code <<= 1;
+                }
+                if (total > 256 || seg.size() - p - 17 < total) return "a malformed Huffman table";
+                ((seg[p] >> 4) ? ac_defined : dc_defined) |= 1u << (seg[p] & 15);
+                p += 17 + total;
+            }
+        } else if (marker == 0xDB) {  // DQT: tables of (precision/id, 64 values of 1 or 2 bytes)
+            for (std::size_t p = 0; p < seg.size();) {
+                const std::size_t n = (seg[p] >> 4) == 0 ? 64 : 128;
+                if ((seg[p] >> 4) > 1 || (seg[p] & 15) > 3 || seg.size() - p < 1 + n)
+                    return "a malformed quantisation table";
+                quant_defined |= 1u << (seg[p] & 15);
+                p += 1 + n;
+            }
+        } else if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {  // SOF
+            if (seg.size() < 6 || seg.size() != 6 + 3 * std::size_t{seg[5]}) return "a malformed frame header";
+            progressive = marker == 0xC2 || marker == 0xC6 || marker == 0xCA || marker == 0xCE;
+            frame_quant.fill(0);
+            for (std::size_t c = 0; c < seg[5]; ++c) frame_quant[seg[6 + 3 * c]] = std::uint8_t((seg[8 + 3 * c] & 15) + 1);
+        } else if (marker == 0xDA) {  // SOS: components with their DC/AC tables, then the spectral selection
+            if (seg.empty() || seg.size() != 4 + 2 * std::size_t{seg[0]}) return "a malformed scan header";
+            const std::uint8_t ss = seg[seg.size() - 3], ah = std::uint8_t(seg[seg.size() - 1] >> 4);
+            const bool uses_dc = !progressive || (ss == 0 && ah == 0), uses_ac = !progressive || ss > 0;
+            for (std::size_t c = 0; c < seg[0]; ++c) {
+                const std::uint8_t q = frame_quant[seg[1 + 2 * c]], td = seg[2 + 2 * c] >> 4, ta = seg[2 + 2 * c] & 15;
+                if (q == 0 || q > 4 || !(quant_defined & (1u << (q - 1))))
+                    return "a scan of a component without a defined quantisation table";
+                if ((uses_dc && (td > 3 || !(dc_defined & (1u << td)))) || (uses_ac && (ta > 3 || !(ac_defined & (1u << ta)))))
+                    return "a scan that uses an undefined Huffman table";
+            }
+            scanned = true;
         }
-        i += 2 + len;
+        i += 2 + len;  // after SOS, the entropy-coded data follows: skipped byte by byte above
     }
-    return "no scan data";
 }
 
 // A copy of a GIF with the transparency flag of the first frame's graphic control extension cleared. PIL opens
@@ -146,6 +189,10 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, std::string_view 
     const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
     const int len = static_cast<int>(bytes.size());
 
+    if (format == "jpeg") {
+        if (const char* problem = detail::jpeg_problem(bytes))
+            fail(op, name, ": corrupt or truncated jpeg (", problem, ")");
+    }
     // Header dimensions, before decoding anything. A PNG's IHDR is read directly: stb's header parser refuses
     // a 0-pixel PNG without saying its size.
     std::int64_t w = 0, h = 0;
@@ -164,10 +211,6 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, std::string_view 
     VLM_CHECK(w > 0 && h > 0, op, name, ": image is ", w, "x", h, ", expected a non-empty image");
     VLM_CHECK(w <= kMaxImageSide && h <= kMaxImageSide && w * h <= kMaxImagePixels, op, name, ": image is ", w,
               "x", h, ", expected at most ", kMaxImageSide, " pixels per side and 2^28 pixels in all");
-    if (format == "jpeg") {
-        if (const char* missing = detail::jpeg_incomplete(bytes))
-            fail(op, name, ": corrupt or truncated jpeg (", missing, ")");
-    }
 
     int iw = 0, ih = 0, comp = 0;
     Image img;
