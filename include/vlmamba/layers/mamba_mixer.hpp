@@ -2,6 +2,7 @@
 // MambaMixer.slow_forward): in_proj, causal conv1d + SiLU, x_proj, dt_proj, selective scan with D and the z gate,
 // out_proj. Prefill runs the whole sequence; step() advances B sequences by one token each.
 #pragma once
+#include <cstring>
 #include <string>
 
 #include "vlmamba/layers/param.hpp"
@@ -30,7 +31,8 @@ struct MambaMixer {
 
     static MambaMixer load(const Config& c, const std::string& prefix, const ParamSource& src);
 
-    // u (L, D) -> (L, D). When conv_state/ssm_state are given, they receive the final states (E, K) and (E, N).
+    // u (L, D) -> (L, D). When conv_state (E, K) and ssm_state (E, N) are given, the sequence continues from them
+    // (zeros: a fresh sequence) and they receive the final states.
     Tensor forward(const Tensor& u, float* conv_state = nullptr, float* ssm_state = nullptr) const;
     // u (B, D) -> (B, D); conv_state (B, E, K) and ssm_state (B, E, N) advance by one token.
     Tensor step(const Tensor& u, Tensor& conv_state, Tensor& ssm_state) const;
@@ -63,14 +65,22 @@ inline Tensor MambaMixer::forward(const Tensor& u, float* conv_state, float* ssm
     check_shape("mamba_mixer", "input", u, {L, cfg.d_model});
     Tensor xz = linear(u, in_proj_weight);        // (L, 2E)
     Tensor x = xz.slice(1, 0, E);                 // (L, E) view, row stride 2E
-    if (conv_state) {  // the last K pre-conv inputs, oldest first, zero-padded on the left (SPEC §4.4)
+    Tensor xc;                                    // (L, E) conv + SiLU
+    if (conv_state) {
+        // Continue after the state: the conv sees [its last K-1 inputs; x] (zeros for a fresh state, which is
+        // PyTorch's left padding), and the state keeps the last K inputs, oldest first (SPEC §4.4).
+        Tensor xe = Tensor::empty({K - 1 + L, E});  // (K-1+L, E)
+        float* pe = xe.data<float>();
+        for (std::int64_t j = 0; j + 1 < K; ++j)
+            for (std::int64_t c = 0; c < E; ++c) pe[j * E + c] = conv_state[c * K + j + 1];
+        for (std::int64_t t = 0; t < L; ++t)
+            std::memcpy(pe + (K - 1 + t) * E, x.data<float>() + t * 2 * E, std::size_t(E) * 4);
         for (std::int64_t c = 0; c < E; ++c)
-            for (std::int64_t j = 0; j < K; ++j) {
-                const std::int64_t t = L - K + j;
-                conv_state[c * K + j] = t >= 0 ? x.data<float>()[t * 2 * E + c] : 0.f;
-            }
+            for (std::int64_t j = 0; j < K; ++j) conv_state[c * K + j] = pe[(L - 1 + j) * E + c];
+        xc = causal_conv1d(xe, conv1d_weight, conv1d_bias, /*silu=*/true).slice(0, K - 1, K - 1 + L);
+    } else {
+        xc = causal_conv1d(x, conv1d_weight, conv1d_bias, /*silu=*/true);
     }
-    Tensor xc = causal_conv1d(x, conv1d_weight, conv1d_bias, /*silu=*/true);  // (L, E)
     Tensor x_dbl = linear(xc, x_proj_weight);                                 // (L, R + 2N)
     Tensor dt = linear(x_dbl.slice(1, 0, R), dt_proj_weight);                 // (L, E), bias added in the scan
     Tensor y = Tensor::empty({L, E});                                         // (L, E)
@@ -91,7 +101,7 @@ inline Tensor MambaMixer::forward(const Tensor& u, float* conv_state, float* ssm
     a.delta_bias = dt_proj_bias.data<float>();
     a.delta_softplus = true;
     a.h = ssm_state;
-    a.h_in = false;
+    a.h_in = ssm_state != nullptr;  // a fresh state is zeros
     a.y = y.data<float>();
     selective_scan(a);
     return linear(y, out_proj_weight);  // (L, D)

@@ -48,8 +48,8 @@ struct VitAttention {
     // `prefix` ends with "self_attn.".
     static VitAttention load(const Config& c, const std::string& prefix, const ParamSource& src);
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
-    // Result in ws.proj (N, C).
-    void forward(const Tensor& x, VitScratch& ws) const;
+    // Result in ws.proj (N, C). x may hold `images` images of N / images rows each: attention stays within one.
+    void forward(const Tensor& x, VitScratch& ws, int images = 1) const;
 };
 
 struct VitMlp {
@@ -80,7 +80,8 @@ struct VitBlock {
     static VitBlock load(const Config& c, const std::string& prefix, const ParamSource& src);
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
     void forward_inplace(Tensor& x) const;  // x: (N, C) contiguous f32, updated in place
-    void forward_inplace(Tensor& x, VitScratch& ws) const;
+    // x: (B·N, C), B = images of N rows each (one batched product per weight, attention per image).
+    void forward_inplace(Tensor& x, VitScratch& ws, int images = 1) const;
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -127,14 +128,21 @@ inline VitAttention VitAttention::load(const Config& c, const std::string& p, co
     return a;
 }
 
-inline void VitAttention::forward(const Tensor& x, VitScratch& ws) const {
+inline void VitAttention::forward(const Tensor& x, VitScratch& ws, int images) const {
     const std::int64_t N = x.size(0), C = cfg.hidden;
     check_shape("vit_attention", "input", x, {N, C});
+    VLM_CHECK(images >= 1 && N % images == 0, "vit_attention", "expected ", N, " rows to split into ", images,
+              " images of equal length");
     Tensor& qkv = VitScratch::fit(ws.qkv, {N, 3 * C});  // (N, 3C) = [q | k | v]
     linear_into(qkv, x, qkv_weight, qkv_bias);
     Tensor& ctx = VitScratch::fit(ws.ctx, {N, C});      // (N, C), heads side by side
-    attention_into(ctx, qkv.slice(1, 0, C), qkv.slice(1, C, 2 * C), qkv.slice(1, 2 * C, 3 * C), cfg.heads,
-                   1.f / std::sqrt(float(C / cfg.heads)));
+    const std::int64_t n = N / images;                  // rows of one image
+    for (std::int64_t b = 0; b < images; ++b) {
+        const Tensor t = qkv.slice(0, b * n, (b + 1) * n);  // (n, 3C)
+        Tensor out = ctx.slice(0, b * n, (b + 1) * n);      // (n, C)
+        attention_into(out, t.slice(1, 0, C), t.slice(1, C, 2 * C), t.slice(1, 2 * C, 3 * C), cfg.heads,
+                       1.f / std::sqrt(float(C / cfg.heads)));
+    }
     linear_into(VitScratch::fit(ws.proj, {N, C}), ctx, out_proj_weight, out_proj_bias);  // (N, C)
 }
 
@@ -184,13 +192,13 @@ inline VitBlock VitBlock::load(const Config& c, const std::string& p, const Para
     return b;
 }
 
-inline void VitBlock::forward_inplace(Tensor& x, VitScratch& ws) const {
+inline void VitBlock::forward_inplace(Tensor& x, VitScratch& ws, int images) const {
     VLM_CHECK(x.ndim() == 2 && x.size(1) == cfg.hidden, "vit_block", "input has shape ", shape_str(x.shape()),
               ", expected (N, ", cfg.hidden, ")");
     VLM_CHECK(x.dtype() == DType::F32 && x.is_contiguous(), "vit_block", "expected a contiguous F32 residual, got ",
               dtype_name(x.dtype()), " strides ", shape_str(x.strides()));
     // modeling_clip.py: CLIPEncoderLayer.forward (the same in SiglipEncoderLayer)
-    self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps), ws);
+    self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps), ws, images);
     assign(x, x + ws.proj);  // x += attn(LN1(x))
     mlp.forward(layer_norm(x, layer_norm2_weight, layer_norm2_bias, cfg.eps), ws);
     assign(x, x + ws.proj);  // x += mlp(LN2(x))

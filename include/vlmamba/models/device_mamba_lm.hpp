@@ -8,21 +8,12 @@
 #include <optional>
 #include <span>
 
+#include "vlmamba/core/device.hpp"
 #include "vlmamba/models/load_mamba.hpp"
 #include "vlmamba/models/mamba_lm.hpp"
 #include "vlmamba/models/mamba_lm_cuda.hpp"
 
 namespace vlmamba {
-
-enum class Device { Cpu, Cuda };
-
-inline const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
-
-inline Device parse_device(const std::string& s) {
-    if (s == "cpu") return Device::Cpu;
-    if (s == "cuda") return Device::Cuda;
-    fail("device", "expected cpu or cuda, got '", s, "'");
-}
 
 struct LoadOptions {
     Device device = Device::Cpu;

@@ -26,6 +26,25 @@ struct MambaState {
     MambaState(MambaState&&) noexcept = default;
     MambaState& operator=(MambaState&&) noexcept = default;
 
+    // The state of the listed sequences only, in that order (finished sequences leave a batch).
+    MambaState rows(std::span<const int> keep) const {
+        MambaState s;
+        s.batch = int(keep.size());
+        auto take = [&](const Tensor& t) {
+            Tensor out = Tensor::empty({s.batch, t.size(1), t.size(2)});  // (B', E, K|N)
+            const std::int64_t n = t.size(1) * t.size(2);
+            for (int i = 0; i < s.batch; ++i) {
+                VLM_CHECK(keep[i] >= 0 && keep[i] < batch, "mamba_state", "expected rows in [0, ", batch, "), got ",
+                          keep[i]);
+                std::memcpy(out.data<float>() + i * n, t.data<float>() + keep[i] * n, std::size_t(n) * 4);
+            }
+            return out;
+        };
+        for (const auto& t : conv) s.conv.push_back(take(t));
+        for (const auto& t : ssm) s.ssm.push_back(take(t));
+        return s;
+    }
+
 private:
     void copy_from(const MambaState& o) {
         for (const auto& t : o.conv) conv.push_back(t.clone());
@@ -51,8 +70,8 @@ struct MambaLm {
     MambaState new_state(int batch) const;
     // Embeds token ids (L) -> (L, D); ids outside [0, V) are an error.
     Tensor embed(std::span<const std::int32_t> ids) const;
-    // Runs the blocks over embeddings (L, D) and returns the final-norm output (L, D). With `state`, the states of
-    // sequence `slot` are set from this prefill. `layer_out`, if given, receives each block's residual stream.
+    // Runs the blocks over embeddings (L, D) and returns the final-norm output (L, D). With `state`, sequence `slot`
+    // continues from its state (a new state: a fresh sequence), which then holds the state after these L tokens. `layer_out`, if given, receives each block's residual stream.
     Tensor forward_hidden(const Tensor& embeds, MambaState* state = nullptr, int slot = 0,
                           std::vector<Tensor>* layer_out = nullptr) const;
     Tensor logits(const Tensor& hidden) const;  // (L, D) -> (L, V)

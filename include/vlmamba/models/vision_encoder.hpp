@@ -42,6 +42,9 @@ struct VisionEncoder {
     Tensor features(const Tensor& pixels) const;
     // hidden_states[index] as (N, C), running layers 1..index only.
     Tensor hidden_state(const Tensor& pixels, int index) const;
+    // A batch of images in one forward: pixels (B, 3, S, S) -> features (B, N', C). Each weight is applied once to
+    // all B·N rows; attention stays within each image.
+    Tensor features_batch(const Tensor& pixels) const;
 };
 
 // Loads from a ParamSource, detecting the naming under `prefix`: hub ("vision_model.embeddings....", also a full
@@ -126,6 +129,32 @@ inline Tensor VisionEncoder::hidden_state(const Tensor& pixels, int index) const
 inline Tensor VisionEncoder::features(const Tensor& pixels) const {
     Tensor x = hidden_state(pixels, cfg.feature_index());  // (N, C)
     return cfg.class_token() ? x.slice(0, 1, x.size(0)) : x;  // (N', C), contiguous
+}
+
+inline Tensor VisionEncoder::features_batch(const Tensor& pixels) const {
+    const std::int64_t S = cfg.image_size, Ch = cfg.num_channels;
+    VLM_CHECK(pixels.ndim() == 4 && pixels.size(0) >= 1 && pixels.shape() == Shape({pixels.size(0), Ch, S, S}),
+              "vision", "pixel_values has shape ", shape_str(pixels.shape()), ", expected (B, ", Ch, ", ", S, ", ", S,
+              ")");
+    const std::int64_t B = pixels.size(0);
+    std::vector<Tensor> emb;
+    for (std::int64_t b = 0; b < B; ++b) emb.push_back(embeddings.forward(pixels.select(0, b)));  // (N, C)
+    const std::int64_t N = emb[0].size(0), C = cfg.hidden_size;
+    Tensor x = Tensor::empty({B * N, C});  // (B·N, C)
+    for (std::int64_t b = 0; b < B; ++b) {
+        Tensor dst = x.slice(0, b * N, (b + 1) * N);
+        copy_into(dst, emb[std::size_t(b)]);
+    }
+    if (cfg.class_token()) x = layer_norm(x, pre_layrnorm_weight, pre_layrnorm_bias, cfg.layer_norm_eps);
+    VitScratch ws;
+    for (int i = 0; i < cfg.feature_index(); ++i) layers[std::size_t(i)].forward_inplace(x, ws, int(B));
+    const std::int64_t skip = cfg.class_token() ? 1 : 0;  // CLIP drops its CLS row
+    Tensor out = Tensor::empty({B, N - skip, C});         // (B, N', C)
+    for (std::int64_t b = 0; b < B; ++b) {
+        Tensor dst = out.select(0, b);
+        copy_into(dst, x.slice(0, b * N + skip, (b + 1) * N));
+    }
+    return out;
 }
 
 inline VisionEncoder load_vision_tower(const VisionConfig& cfg, const ParamSource& src, const std::string& prefix) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "vlmamba/io/chat_template.hpp"
 #include "vlmamba/io/preprocess.hpp"
 #include "vlmamba/io/tokenizer.hpp"
 #include "vlmamba/models/connector.hpp"
@@ -14,22 +15,6 @@
 #include "vlmamba/models/vision_encoder.hpp"
 
 namespace vlmamba {
-
-// The named prompt templates (SPEC §8.1); a template is text containing "{question}".
-inline std::string prompt_template_text(const std::string& name_or_text) {
-    if (name_or_text == "llava_v1")
-        return "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-               "detailed, and polite answers to the user's questions. USER: {question} ASSISTANT:";
-    if (name_or_text == "plain") return "{question}";
-    if (name_or_text.find("{question}") != std::string::npos) return name_or_text;
-    fail("prompt_template", "expected \"llava_v1\", \"plain\" or a text containing {question}, got \"", name_or_text,
-         "\"");
-}
-
-inline std::string apply_prompt_template(const std::string& tmpl, const std::string& question) {
-    std::string t = prompt_template_text(tmpl);
-    return t.replace(t.find("{question}"), 10, question);
-}
 
 // A VL-Mamba directory's config.json (SPEC §8.2), with the component directories resolved.
 struct VlMambaConfig {
@@ -40,7 +25,7 @@ struct VlMambaConfig {
     ConnectorConfig connector;
     MambaConfig text;
     PreprocessConfig preprocess;
-    std::string prompt_template = "llava_v1";
+    std::string chat_template = "llava_v1";  // a ChatTemplate name, or a text containing {question}
 };
 
 VlMambaConfig load_vlmamba_config(const std::filesystem::path& dir);
@@ -117,8 +102,14 @@ inline VlMambaConfig load_vlmamba_config(const std::filesystem::path& dir) {
     c.preprocess = preset(json_get<std::string>(ip, "preset", fallback, f, op));
     c.preprocess.size = c.vision.image_size;
     c.preprocess.policy = parse_resize_policy(json_get<std::string>(ip, "resize", "pad", f, op));
-    c.prompt_template = json_get<std::string>(j, "prompt_template", "llava_v1", f, op);
-    prompt_template_text(c.prompt_template);  // validates
+    // "chat_template", or the first round's "prompt_template" (SPEC §8.2)
+    c.chat_template = json_get<std::string>(j, "chat_template",
+                                            json_get<std::string>(j, "prompt_template", "llava_v1", f, op), f, op);
+    try {
+        ChatTemplate::named(c.chat_template);
+    } catch (const Error& e) {
+        fail(op, f, ": chat_template: ", e.what());
+    }
     return c;
 }
 

@@ -2,9 +2,7 @@
 // runtime factory that reads config.json and picks the compiled variant. Include this from ONE translation unit
 // (the CLI's, a test's): that instantiates every variant once.
 #pragma once
-#include <memory>
-
-#include "vlmamba/models/vl_mamba.hpp"
+#include "vlmamba/models/any_vlmamba.hpp"
 
 namespace vlmamba::zoo {
 
@@ -18,65 +16,6 @@ using SiglipVssMlpBsm = VlMamba<SiglipVisionEncoder, VssMlpConnector<Bidirection
 using SiglipVssMlpCsm = VlMamba<SiglipVisionEncoder, VssMlpConnector<CrossScan>>;
 using SiglipVssL2Bsm = VlMamba<SiglipVisionEncoder, VssL2Connector<BidirectionalScan>>;  // the paper's final model
 using SiglipVssL2Csm = VlMamba<SiglipVisionEncoder, VssL2Connector<CrossScan>>;
-
-// A loaded variant behind one interface (the hot paths inside stay fully typed).
-class AnyVlMamba {
-public:
-    template <class M>
-    explicit AnyVlMamba(M m, std::string name) : impl_(std::make_unique<Impl<M>>(std::move(m))), name_(std::move(name)) {}
-
-    const std::string& variant() const { return name_; }  // e.g. "siglip/vss_l2/bsm"
-    const VlMambaConfig& config() const { return impl_->config(); }
-    const MambaLm& language_model() const { return impl_->lm(); }
-    const VisionEncoder& vision_encoder() const { return impl_->vision(); }
-    const std::optional<Tokenizer>& tokenizer() const { return impl_->tokenizer(); }
-    Tensor image_prefix(const Tensor& pixels) const { return impl_->image_prefix(pixels); }     // (L_v, d)
-    Tensor features(const Tensor& pixels) const { return impl_->features(pixels); }             // (L_v, C_v)
-    Tensor connect(const Tensor& features) const { return impl_->connect(features); }          // (L_v, d)
-    Tensor input_embeddings(const std::vector<Tensor>& prefixes, std::span<const std::int32_t> ids) const {
-        return impl_->input_embeddings(prefixes, ids);
-    }
-    Tensor text_logits(const std::vector<Tensor>& prefixes, std::span<const std::int32_t> ids) const {
-        return impl_->text_logits(prefixes, ids);
-    }
-
-private:
-    struct Base {
-        virtual ~Base() = default;
-        virtual const VlMambaConfig& config() const = 0;
-        virtual const MambaLm& lm() const = 0;
-        virtual const VisionEncoder& vision() const = 0;
-        virtual const std::optional<Tokenizer>& tokenizer() const = 0;
-        virtual Tensor image_prefix(const Tensor&) const = 0;
-        virtual Tensor features(const Tensor&) const = 0;
-        virtual Tensor connect(const Tensor&) const = 0;
-        virtual Tensor input_embeddings(const std::vector<Tensor>&, std::span<const std::int32_t>) const = 0;
-        virtual Tensor text_logits(const std::vector<Tensor>&, std::span<const std::int32_t>) const = 0;
-    };
-    template <class M>
-    struct Impl final : Base {
-        M m;
-        explicit Impl(M x) : m(std::move(x)) {}
-        const VlMambaConfig& config() const override { return m.cfg; }
-        const MambaLm& lm() const override { return m.language_model; }
-        const VisionEncoder& vision() const override { return m.vision_tower.encoder; }
-        const std::optional<Tokenizer>& tokenizer() const override { return m.tokenizer; }
-        Tensor image_prefix(const Tensor& p) const override { return m.image_prefix(p); }
-        Tensor features(const Tensor& p) const override { return m.vision_tower.features(p); }
-        Tensor connect(const Tensor& f) const override {
-            const int g = m.cfg.vision.grid();
-            return m.mm_projector.forward(f, g, g);
-        }
-        Tensor input_embeddings(const std::vector<Tensor>& p, std::span<const std::int32_t> ids) const override {
-            return m.input_embeddings(p, ids);
-        }
-        Tensor text_logits(const std::vector<Tensor>& p, std::span<const std::int32_t> ids) const override {
-            return m.text_logits(p, ids);
-        }
-    };
-    std::unique_ptr<Base> impl_;
-    std::string name_;
-};
 
 // Reads dir/config.json and loads the matching compiled variant; an unsupported combination names the supported ones.
 inline AnyVlMamba load(const std::filesystem::path& dir) {
