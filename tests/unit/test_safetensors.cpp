@@ -306,7 +306,7 @@ TEST_CASE("WeightStore: a directory with model.safetensors; missing paths") {
 
     fs::create_directories(d.path / "empty");
     std::string msg = error_of([&] { WeightStore::open(d.path / "empty"); });
-    CHECK(msg.find("found neither") != std::string::npos);
+    CHECK(msg.find("found none") != std::string::npos);
     msg = error_of([&] { WeightStore::open(d.path / "absent.safetensors"); });
     CHECK(msg.find("absent.safetensors: no such file or directory") != std::string::npos);
 }

@@ -1,4 +1,5 @@
-// Storage dtypes (f32, bf16, f16 for weights; i32, i64 for fixtures) and scalar conversions to f32.
+// Storage dtypes (f32, bf16, f16 for weights; i32, i64 for fixtures; u8, bool as checkpoints may hold them) and
+// scalar conversions to f32.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,7 +9,7 @@
 
 namespace vlmamba {
 
-enum class DType : std::uint8_t { F32, BF16, F16, I32, I64 };
+enum class DType : std::uint8_t { F32, BF16, F16, I32, I64, U8, BOOL };
 
 constexpr std::size_t dtype_size(DType t) {
     switch (t) {
@@ -17,6 +18,8 @@ constexpr std::size_t dtype_size(DType t) {
         case DType::F16: return 2;
         case DType::I32: return 4;
         case DType::I64: return 8;
+        case DType::U8: return 1;
+        case DType::BOOL: return 1;
     }
     return 0;
 }
@@ -29,13 +32,15 @@ constexpr std::string_view dtype_name(DType t) {
         case DType::F16: return "F16";
         case DType::I32: return "I32";
         case DType::I64: return "I64";
+        case DType::U8: return "U8";
+        case DType::BOOL: return "BOOL";
     }
     return "?";
 }
 
 // Returns false for names this library does not store.
 inline bool dtype_from_name(std::string_view s, DType& out) {
-    for (DType t : {DType::F32, DType::BF16, DType::F16, DType::I32, DType::I64})
+    for (DType t : {DType::F32, DType::BF16, DType::F16, DType::I32, DType::I64, DType::U8, DType::BOOL})
         if (s == dtype_name(t)) { out = t; return true; }
     return false;
 }

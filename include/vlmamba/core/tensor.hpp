@@ -88,6 +88,8 @@ inline float load_as_f32(const std::byte* p, DType t) {
         case DType::F16: { std::uint16_t h; std::memcpy(&h, p, 2); return f16_to_f32(h); }
         case DType::I32: { std::int32_t v; std::memcpy(&v, p, 4); return float(v); }
         case DType::I64: { std::int64_t v; std::memcpy(&v, p, 8); return float(v); }
+        case DType::U8: return float(std::to_integer<unsigned>(*p));
+        case DType::BOOL: return *p != std::byte{0} ? 1.f : 0.f;
     }
     return 0.f;
 }
@@ -99,6 +101,8 @@ inline void store_from_f32(std::byte* p, DType t, float f) {
         case DType::F16: { auto h = f32_to_f16(f); std::memcpy(p, &h, 2); break; }
         case DType::I32: { auto v = std::int32_t(f); std::memcpy(p, &v, 4); break; }
         case DType::I64: { auto v = std::int64_t(f); std::memcpy(p, &v, 8); break; }
+        case DType::U8: *p = std::byte(static_cast<unsigned char>(f > 0.f ? (f < 255.f ? f : 255.f) : 0.f)); break;
+        case DType::BOOL: *p = std::byte(f != 0.f ? 1 : 0); break;
     }
 }
 

@@ -201,7 +201,8 @@ inline SafetensorsEntry parse_entry(const std::string& name, const nlohmann::jso
     if (it == v.end()) bad("has no 'dtype' field");
     if (!it->is_string()) bad("has dtype ", json_brief(*it), ", expected a string");
     if (!dtype_from_name(it->get_ref<const std::string&>(), e.dtype))
-        bad("has unknown dtype ", quote(it->get_ref<const std::string&>()), ", expected one of F32, F16, BF16, I32, I64");
+        bad("has unknown dtype ", quote(it->get_ref<const std::string&>()),
+            ", expected one of F32, F16, BF16, I32, I64, U8, BOOL");
 
     it = v.find("shape");
     if (it == v.end()) bad("has no 'shape' field");

@@ -1,6 +1,8 @@
-// WeightStore: name -> Tensor over one safetensors file, a directory holding model.safetensors, or a sharded
-// checkpoint (model.safetensors.index.json, as in transformers). WeightLoader: strict model loading that
-// collects every missing tensor and every shape mismatch, then reports them all in one error.
+// WeightStore: name -> Tensor over one weights file, a directory, or a sharded checkpoint. A file is safetensors or a
+// PyTorch checkpoint (torch.save: .bin, .pt, .pth; read safely by pytorch_checkpoint.hpp). A directory holds, in this
+// order of preference, model.safetensors.index.json (sharded, as in transformers), model.safetensors,
+// pytorch_model.bin.index.json (sharded) or pytorch_model.bin. WeightLoader: strict model loading that collects
+// every missing tensor and every shape mismatch, then reports them all in one error.
 //
 //   auto store = WeightStore::open(dir);
 //   WeightLoader root(store);
@@ -20,33 +22,58 @@
 #include "vlmamba/core/error.hpp"
 #include "vlmamba/core/shape.hpp"
 #include "vlmamba/core/tensor.hpp"
+#include "vlmamba/io/pytorch_checkpoint.hpp"
 #include "vlmamba/io/safetensors.hpp"
 
 namespace vlmamba {
 
 inline constexpr const char* kSafetensorsIndexName = "model.safetensors.index.json";
 inline constexpr const char* kSafetensorsSingleName = "model.safetensors";
+inline constexpr const char* kPytorchIndexName = "pytorch_model.bin.index.json";
+inline constexpr const char* kPytorchSingleName = "pytorch_model.bin";
+
+enum class WeightFormat { Safetensors, Pytorch };
+
+// What a store knows of one tensor without reading it.
+struct WeightInfo {
+    DType dtype = DType::F32;
+    Shape shape;
+    std::uint64_t nbytes = 0;
+    std::filesystem::path file;  // the file (shard) that holds it
+};
 
 class WeightStore {
 public:
     WeightStore() = default;
-    // A .safetensors file; or a directory with model.safetensors.index.json (preferred) or model.safetensors.
-    // Every shard is opened and validated; every name in the index must exist in its shard.
+    // A .safetensors file or a PyTorch checkpoint (.bin, .pt, .pth; other names are sniffed); or a directory (see
+    // above). Every file is opened and validated; every name in an index must exist in its shard.
     static WeightStore open(const std::filesystem::path& file_or_dir);
 
     const std::filesystem::path& path() const { return path_; }
     bool sharded() const { return sharded_; }
+    WeightFormat format() const { return format_; }
     bool contains(std::string_view name) const { return where_.find(name) != where_.end(); }
     Tensor get(std::string_view name) const;                     // throws naming the store and tensor
+    WeightInfo info(std::string_view name) const;                // throws naming the store and tensor
     std::vector<std::string> names() const;                      // sorted
-    const SafetensorsFile& file_of(std::string_view name) const; // the file (shard) that holds `name`
+    // Safetensors stores: the file (shard) that holds `name`, and all files (empty for PyTorch stores).
+    const SafetensorsFile& file_of(std::string_view name) const;
     const std::vector<SafetensorsFile>& files() const { return files_; }
+    // PyTorch stores: the checkpoints (shards), whose leaves() list their non-tensor values.
+    const std::vector<PytorchCheckpoint>& checkpoints() const { return checkpoints_; }
+    std::size_t n_files() const { return files_.size() + checkpoints_.size(); }
 
 private:
+    void add_file(const std::filesystem::path& file);
+    bool file_has(std::size_t i, std::string_view name) const;
+    const std::filesystem::path& file_path(std::size_t i) const;
+
     std::filesystem::path path_;
     bool sharded_ = false;
+    WeightFormat format_ = WeightFormat::Safetensors;
     std::vector<SafetensorsFile> files_;
-    std::map<std::string, std::size_t, std::less<>> where_;      // name -> files_ position
+    std::vector<PytorchCheckpoint> checkpoints_;
+    std::map<std::string, std::size_t, std::less<>> where_;      // name -> files_ or checkpoints_ position
 };
 
 // Requests tensors by name with expected shapes. take() never throws for a missing or mis-shaped tensor: it
@@ -101,6 +128,37 @@ inline bool is_safe_relative(const std::filesystem::path& p) {
 }
 }  // namespace detail
 
+namespace detail {
+inline bool is_pytorch_file(const std::filesystem::path& p) {
+    const std::string ext = p.extension().string();
+    if (ext == ".safetensors") return false;
+    if (ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt") return true;
+    return looks_like_pytorch_checkpoint(p);
+}
+}  // namespace detail
+
+inline void WeightStore::add_file(const std::filesystem::path& file) {
+    // One store holds one format: a PyTorch shard in a safetensors index (or the reverse) is refused.
+    const WeightFormat f = detail::is_pytorch_file(file) ? WeightFormat::Pytorch : WeightFormat::Safetensors;
+    if (n_files() > 0 && f != format_)
+        fail("weights", path_.string(), ": ", file.string(), " is ",
+             f == WeightFormat::Pytorch ? "a PyTorch checkpoint" : "a safetensors file", ", but the other files are ",
+             format_ == WeightFormat::Pytorch ? "PyTorch checkpoints" : "safetensors files");
+    format_ = f;
+    if (f == WeightFormat::Pytorch)
+        checkpoints_.push_back(PytorchCheckpoint::open(file));
+    else
+        files_.push_back(SafetensorsFile::open(file));
+}
+
+inline bool WeightStore::file_has(std::size_t i, std::string_view name) const {
+    return format_ == WeightFormat::Pytorch ? checkpoints_[i].contains(name) : files_[i].contains(name);
+}
+
+inline const std::filesystem::path& WeightStore::file_path(std::size_t i) const {
+    return format_ == WeightFormat::Pytorch ? checkpoints_[i].path() : files_[i].path();
+}
+
 inline WeightStore WeightStore::open(const std::filesystem::path& file_or_dir) {
     namespace fs = std::filesystem;
     WeightStore s;
@@ -110,20 +168,27 @@ inline WeightStore WeightStore::open(const std::filesystem::path& file_or_dir) {
     if (!fs::exists(file_or_dir, ec)) fail("weights", label, ": no such file or directory");
 
     if (!fs::is_directory(file_or_dir, ec)) {
-        s.files_.push_back(SafetensorsFile::open(file_or_dir));
-        for (const auto& e : s.files_[0].entries()) s.where_.emplace(e.name, 0);
+        s.add_file(file_or_dir);
+        if (s.format_ == WeightFormat::Pytorch)
+            for (const auto& e : s.checkpoints_[0].entries()) s.where_.emplace(e.name, 0);
+        else
+            for (const auto& e : s.files_[0].entries()) s.where_.emplace(e.name, 0);
         return s;
     }
-    const fs::path index = file_or_dir / kSafetensorsIndexName;
-    if (!fs::exists(index, ec)) {
-        const fs::path single = file_or_dir / kSafetensorsSingleName;
-        if (!fs::exists(single, ec))
-            fail("weights", label, ": expected ", kSafetensorsSingleName, " or ", kSafetensorsIndexName,
-                 " in the directory, found neither");
-        WeightStore one = open(single);
+    fs::path index;
+    for (const char* name : {kSafetensorsIndexName, kSafetensorsSingleName, kPytorchIndexName, kPytorchSingleName}) {
+        if (!fs::exists(file_or_dir / name, ec)) continue;
+        if (std::string_view(name).ends_with(".index.json")) {
+            index = file_or_dir / name;
+            break;
+        }
+        WeightStore one = open(file_or_dir / name);
         one.path_ = file_or_dir;
         return one;
     }
+    if (index.empty())
+        fail("weights", label, ": expected ", kSafetensorsSingleName, ", ", kSafetensorsIndexName, ", ",
+             kPytorchSingleName, " or ", kPytorchIndexName, " in the directory, found none");
 
     // Sharded: {"metadata": {...}, "weight_map": {"tensor name": "shard file", ...}}
     s.sharded_ = true;
@@ -144,11 +209,11 @@ inline WeightStore WeightStore::open(const std::filesystem::path& file_or_dir) {
         if (!detail::is_safe_relative(rel))
             fail("weights", ilabel, ": tensor ", detail::quote(name), " maps to ", detail::quote(rel),
                  ", expected a file name inside the checkpoint directory");
-        auto [it, fresh] = shard_pos.emplace(rel, s.files_.size());
-        if (fresh) s.files_.push_back(SafetensorsFile::open(file_or_dir / rel));
-        if (!s.files_[it->second].contains(name))
+        auto [it, fresh] = shard_pos.emplace(rel, s.n_files());
+        if (fresh) s.add_file(file_or_dir / rel);
+        if (!s.file_has(it->second, name))
             fail("weights", ilabel, ": tensor ", detail::quote(name), " is listed in ", detail::quote(rel),
-                 " but ", s.files_[it->second].path().string(), " does not hold it");
+                 " but ", s.file_path(it->second).string(), " does not hold it");
         s.where_.emplace(name, it->second);
     }
     return s;
@@ -157,10 +222,30 @@ inline WeightStore WeightStore::open(const std::filesystem::path& file_or_dir) {
 inline const SafetensorsFile& WeightStore::file_of(std::string_view name) const {
     auto it = where_.find(name);
     if (it == where_.end()) fail("weights", path_.string(), ": no tensor ", detail::quote(name));
+    if (format_ != WeightFormat::Safetensors)
+        fail("weights", path_.string(), ": tensor ", detail::quote(name),
+             " is in a PyTorch checkpoint, not a safetensors file");
     return files_[it->second];
 }
 
-inline Tensor WeightStore::get(std::string_view name) const { return file_of(name).get(name); }
+inline WeightInfo WeightStore::info(std::string_view name) const {
+    auto it = where_.find(name);
+    if (it == where_.end()) fail("weights", path_.string(), ": no tensor ", detail::quote(name));
+    if (format_ == WeightFormat::Pytorch) {
+        const PytorchCheckpoint& c = checkpoints_[it->second];
+        const PytorchEntry& e = c.entry(name);
+        return {e.dtype, e.shape, e.nbytes(), c.path()};
+    }
+    const SafetensorsFile& f = files_[it->second];
+    const SafetensorsEntry& e = f.entry(name);
+    return {e.dtype, e.shape, e.nbytes(), f.path()};
+}
+
+inline Tensor WeightStore::get(std::string_view name) const {
+    auto it = where_.find(name);
+    if (it == where_.end()) fail("weights", path_.string(), ": no tensor ", detail::quote(name));
+    return format_ == WeightFormat::Pytorch ? checkpoints_[it->second].get(name) : files_[it->second].get(name);
+}
 
 inline std::vector<std::string> WeightStore::names() const {
     std::vector<std::string> out;
@@ -185,9 +270,9 @@ inline Tensor WeightLoader::lookup(std::string_view name, const Shape& expected,
         return {};
     }
     state_->taken.insert(full);
-    const SafetensorsEntry& e = store_->file_of(full).entry(full);
+    const WeightInfo e = store_->info(full);
     if (e.shape != expected) {
-        std::string where = store_->sharded() ? " in " + store_->file_of(full).path().filename().string() : "";
+        std::string where = store_->sharded() ? " in " + e.file.filename().string() : "";
         state_->mismatched.push_back(detail::quote(full) + " has shape " + shape_str(e.shape) + ", expected " +
                                      shape_str(expected) + where);
         return {};
