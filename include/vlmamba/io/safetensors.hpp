@@ -36,6 +36,7 @@
 #include "vlmamba/core/error.hpp"
 #include "vlmamba/core/shape.hpp"
 #include "vlmamba/core/tensor.hpp"
+#include "vlmamba/io/json_config.hpp"
 #include "vlmamba/io/mmap_file.hpp"
 
 namespace vlmamba {
@@ -96,7 +97,8 @@ void save_safetensors(const std::filesystem::path& path, const std::vector<std::
                       const std::map<std::string, std::string>& metadata = {});
 
 namespace detail {
-// Parses JSON, rejecting duplicate keys at any depth; throws "[op] label: <what> is not valid JSON: ...".
+// Parses JSON, rejecting duplicate keys at any depth and nesting deeper than kMaxJsonDepth; throws
+// "[op] label: <what> is not valid JSON: ...".
 // `top_key` names the keys of the outermost object in messages ("tensor name" for a safetensors header).
 nlohmann::json parse_json_strict(std::string_view text, const std::string& label, const char* op, const char* what,
                                  const char* top_key);
@@ -124,13 +126,6 @@ inline std::string quote(std::string_view s) {
     return out + "'";
 }
 
-// A JSON value printed on one line and cut to `limit` characters.
-inline std::string json_brief(const nlohmann::json& j, std::size_t limit = 60) {
-    std::string s = j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
-    if (s.size() > limit) s = s.substr(0, limit) + "...";
-    return s;
-}
-
 inline std::string one_line(std::string s, std::size_t limit = 200) {
     for (char& c : s)
         if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
@@ -154,6 +149,7 @@ inline nlohmann::json parse_json_strict(std::string_view text, const std::string
     using json = nlohmann::json;
     if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF")
         fail(op, label, ": ", what, " is not valid JSON: it starts with a byte-order mark");
+    check_json_depth(text, label, op);
     std::vector<std::set<std::string>> open;  // keys seen, one set per open object
     std::string current, dup, dup_parent;  // current: the latest key of the outermost object
     std::size_t dup_depth = 0;

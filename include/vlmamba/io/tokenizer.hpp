@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include <utf8proc.h>
 
 #include "vlmamba/core/error.hpp"
+#include "vlmamba/io/json_config.hpp"
 #include "vlmamba/io/utf8.hpp"
 
 namespace vlmamba {
@@ -34,6 +36,9 @@ namespace vlmamba {
 
 // Unicode NFC composition (utf8proc). Throws on invalid UTF-8.
 std::string nfc(std::string_view utf8);
+
+// Token ids must stay below (vocab entries + added tokens) + this gap: the id tables are sized by the largest id.
+inline constexpr std::size_t kMaxTokenizerIdGap = 65536;
 
 // One entry of tokenizer.json "added_tokens".
 struct AddedToken {
@@ -295,7 +300,7 @@ inline char32_t last_char(std::string_view s) {
 inline std::string json_kind(const nlohmann::json& j) {
     if (j.is_null()) return "null";
     if (j.is_object() && j.contains("type") && j["type"].is_string()) return j["type"].get<std::string>();
-    return j.dump();
+    return detail::json_brief(j);
 }
 
 inline bool bool_or(const nlohmann::json& j, const char* key, bool fallback) {
@@ -370,6 +375,7 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
     namespace tok = detail::tok;
     using nlohmann::json;
     const std::string src(source);
+    detail::check_json_depth(json_text, src, "tokenizer");
     json j;
     try {
         j = json::parse(json_text);
@@ -393,11 +399,11 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
                   ": expected model.merges, got ", model["merges"].is_array() ? "an empty list" : "no list");
         if (model.contains("dropout") && !model["dropout"].is_null())
             VLM_CHECK(model["dropout"].get<double>() == 0.0, "tokenizer", src,
-                      ": expected model.dropout null, got ", model["dropout"].dump());
+                      ": expected model.dropout null, got ", detail::json_brief(model["dropout"]));
         for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
             if (model.contains(key) && !model[key].is_null())
                 VLM_CHECK(model[key].get<std::string>().empty(), "tokenizer", src, ": expected model.", key,
-                          " null, got ", model[key].dump());
+                          " null, got ", detail::json_brief(model[key]));
         VLM_CHECK(!tok::bool_or(model, "byte_fallback", false), "tokenizer", src,
                   ": expected model.byte_fallback false, got true");
         t.fuse_unk_ = tok::bool_or(model, "fuse_unk", false);
@@ -409,7 +415,7 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
             VLM_CHECK(id_json.is_number_integer() && id_json.get<std::int64_t>() >= 0 &&
                           id_json.get<std::int64_t>() < (1LL << 30),
                       "tokenizer", src, ": expected a non-negative id for vocab token \"", token, "\", got ",
-                      id_json.dump());
+                      detail::json_brief(id_json));
             const auto id = id_json.get<std::int32_t>();
             t.vocab_[token] = id;
             max_id = std::max(max_id, id);
@@ -417,7 +423,7 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
         if (model.contains("unk_token") && model["unk_token"].is_string()) {
             const auto it = t.vocab_.find(model["unk_token"].get<std::string>());
             VLM_CHECK(it != t.vocab_.end(), "tokenizer", src, ": expected model.unk_token in model.vocab, got ",
-                      model["unk_token"].dump());
+                      detail::json_brief(model["unk_token"]));
             t.unk_id_ = it->second;
         }
 
@@ -431,19 +437,19 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
                 const std::string line = m.get<std::string>();
                 const auto sp = line.find(' ');
                 VLM_CHECK(sp != std::string::npos && line.find(' ', sp + 1) == std::string::npos, "tokenizer",
-                          src, ": expected merge ", rank, " as \"a b\", got ", m.dump());
+                          src, ": expected merge ", rank, " as \"a b\", got ", detail::json_brief(m));
                 a = line.substr(0, sp);
                 b = line.substr(sp + 1);
             } else {
                 VLM_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), "tokenizer", src,
-                          ": expected merge ", rank, " as \"a b\" or [\"a\", \"b\"], got ", m.dump());
+                          ": expected merge ", rank, " as \"a b\" or [\"a\", \"b\"], got ", detail::json_brief(m));
                 a = m[0].get<std::string>();
                 b = m[1].get<std::string>();
             }
             const std::string ab = a + b;
             for (const std::string* part : {&std::as_const(a), &std::as_const(b), &ab})
                 VLM_CHECK(t.vocab_.count(*part) != 0, "tokenizer", src, ": expected merge ", rank, " ",
-                          m.dump(), " to use tokens of model.vocab, got \"", *part, "\" missing");
+                          detail::json_brief(m), " to use tokens of model.vocab, got \"", *part, "\" missing");
             const auto key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(t.vocab_[a])) << 32) |
                              static_cast<std::uint32_t>(t.vocab_[b]);
             t.merges_[key] = MergeRule{static_cast<std::uint32_t>(rank), t.vocab_[ab]};
@@ -488,7 +494,7 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
                 VLM_CHECK(a.is_object() && a.contains("id") && a["id"].is_number_integer() &&
                               a["id"].get<std::int64_t>() >= 0 && a["id"].get<std::int64_t>() < (1LL << 30) &&
                               a.contains("content") && a["content"].is_string(),
-                          "tokenizer", src, ": expected added token {id, content}, got ", a.dump());
+                          "tokenizer", src, ": expected added token {id, content}, got ", detail::json_brief(a));
                 AddedToken at;
                 at.id = a["id"].get<std::int32_t>();
                 at.content = a["content"].get<std::string>();
@@ -511,7 +517,12 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
                 t.raw_trie_.insert(at.content, static_cast<int>(k));
         }
 
-        // id tables
+        // id tables, sized by the largest id: ids are dense in real files, so a gap of more than
+        // kMaxTokenizerIdGap unused ids is refused before the tables are allocated
+        const std::size_t entries = t.vocab_.size() + t.added_.size();
+        VLM_CHECK(static_cast<std::size_t>(max_id) < entries + kMaxTokenizerIdGap, "tokenizer", src,
+                  ": expected token ids below the token count + ", kMaxTokenizerIdGap, " (", entries,
+                  " tokens), got id ", max_id);
         const auto n = static_cast<std::size_t>(max_id + 1);
         t.tokens_.assign(n, std::string());
         t.flags_.assign(n, 0);
@@ -523,10 +534,12 @@ inline Tokenizer Tokenizer::from_string(std::string_view json_text, std::string_
             t.tokens_[static_cast<std::size_t>(at.id)] = at.content;
             t.flags_[static_cast<std::size_t>(at.id)] = 1;
         }
-        for (const AddedToken& at : t.added_)  // skip_special compares token strings (tokenizer/mod.rs)
-            if (at.special)
-                for (std::size_t id = 0; id < n; ++id)
-                    if ((t.flags_[id] & 1) && t.tokens_[id] == at.content) t.flags_[id] |= 2;
+        std::unordered_set<std::string_view> special;  // skip_special compares token strings (tokenizer/mod.rs)
+        for (const AddedToken& at : t.added_)
+            if (at.special) special.insert(at.content);
+        if (!special.empty())
+            for (std::size_t id = 0; id < n; ++id)
+                if ((t.flags_[id] & 1) && special.count(t.tokens_[id])) t.flags_[id] |= 2;
         t.bytes_.resize(n);
         for (std::size_t id = 0; id < n; ++id) t.bytes_[id] = tok::token_to_bytes(t.tokens_[id]);
         for (int b = 0; b < 256; ++b) {

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "vlmamba/io/json_config.hpp"
 #include "vlmamba/layers/param.hpp"
 #include "vlmamba/layers/scan_policies.hpp"
 #include "vlmamba/layers/vss_block.hpp"
@@ -112,18 +113,21 @@ inline const char* connector_type_name(ConnectorType t) {
 
 inline ConnectorConfig connector_config_from_json(const nlohmann::json& j, const std::string& where) {
     constexpr const char* op = "connector";
-    VLM_CHECK(j.is_object(), op, where, ": expected a JSON object, got ", j.dump());
+    VLM_CHECK(j.is_object(), op, where, ": expected a JSON object, got ", detail::json_brief(j));
     ConnectorConfig c;
     auto str = [&](const char* key) -> std::string {
         const auto& v = j.at(key);
-        VLM_CHECK(v.is_string(), op, where, ": key '", key, "' has value ", v.dump(), ", expected a string");
+        VLM_CHECK(v.is_string(), op, where, ": key '", key, "' has value ", detail::json_brief(v), ", expected a string");
         return v.get<std::string>();
     };
-    auto integer = [&](const char* key, int fallback, int lo) {
+    auto integer = [&](const char* key, int fallback, int lo, int hi = kMaxConfigWidth) {
         if (!j.contains(key) || j.at(key).is_null()) return fallback;
         const auto& v = j.at(key);
-        VLM_CHECK(v.is_number_integer() && v.get<long long>() >= lo && v.get<long long>() < (1LL << 30), op, where,
-                  ": key '", key, "' has value ", v.dump(), ", expected an integer >= ", lo);
+        const bool in_range = v.is_number_unsigned() ? v.get<std::uint64_t>() <= std::uint64_t(hi)
+                                                     : v.is_number_integer() && v.get<std::int64_t>() >= lo &&
+                                                           v.get<std::int64_t>() <= hi;
+        VLM_CHECK(in_range && v.get<std::int64_t>() >= lo, op, where, ": key '", key, "' has value ",
+                  detail::json_brief(v), ", expected an integer in [", lo, ", ", hi, "]");
         return v.get<int>();
     };
     VLM_CHECK(j.contains("type"), op, where, ": expected key 'type' (one of: mlp, vss_mlp, vss_l2), got none");
@@ -140,13 +144,13 @@ inline ConnectorConfig connector_config_from_json(const nlohmann::json& j, const
     c.d_state = integer("d_state", c.d_state, 1);
     VLM_CHECK(c.d_state <= scan_max_state, op, where, ": key 'd_state' has value ", c.d_state, ", expected <= ",
               scan_max_state);
-    c.expand = integer("expand", c.expand, 1);
-    c.d_conv = integer("d_conv", c.d_conv, 1);
+    c.expand = integer("expand", c.expand, 1, 64);
+    c.d_conv = integer("d_conv", c.d_conv, 1, 63);
     VLM_CHECK(c.d_conv % 2 == 1, op, where, ": key 'd_conv' has value ", c.d_conv, ", expected an odd kernel size");
     if (j.contains("dt_rank") && !j.at("dt_rank").is_null()) {
         const auto& v = j.at("dt_rank");
         if (v.is_string()) {
-            VLM_CHECK(v.get<std::string>() == "auto", op, where, ": key 'dt_rank' has value ", v.dump(),
+            VLM_CHECK(v.get<std::string>() == "auto", op, where, ": key 'dt_rank' has value ", detail::json_brief(v),
                       ", expected \"auto\" or a positive integer");
             c.dt_rank = 0;
         } else {
@@ -159,6 +163,7 @@ inline ConnectorConfig connector_config_from_json(const nlohmann::json& j, const
 }
 
 inline ConnectorConfig parse_connector_config(std::string_view text, const std::string& where) {
+    detail::check_json_depth(text, where, "connector");
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded()) fail("connector", where, ": invalid JSON");
     return connector_config_from_json(j, where);

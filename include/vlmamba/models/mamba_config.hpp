@@ -1,6 +1,7 @@
 // MambaConfig from config.json, in either dialect: mamba_ssm's (d_model, n_layer, ssm_cfg) or HF's (hidden_size, ...).
 #pragma once
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 
 #include "vlmamba/io/json_config.hpp"
@@ -29,12 +30,19 @@ inline MambaConfig parse_mamba_config(const nlohmann::json& j, const std::string
     constexpr const char* op = "mamba_config";
     MambaConfig c;
     int expand = 2;
+    auto inner_width = [&](int e, int d) {  // expand * d_model, without int overflow
+        const std::int64_t w = std::int64_t(e) * d;
+        VLM_CHECK(w > 0 && w <= kMaxConfigWidth, op, file, ": expected expand * d_model in [1, ", kMaxConfigWidth,
+                  "], got ", e, " * ", d);
+        return int(w);
+    };
     int dt_rank = -1;  // -1 = "auto"
     auto read_dt_rank = [&](const nlohmann::json& o, const char* key) {
         auto it = o.find(key);
         if (it == o.end() || it->is_null() || (it->is_string() && it->get<std::string>() == "auto")) return;
-        if (!it->is_number_integer()) fail(op, file, ": key '", key, "' must be an integer or \"auto\", got ", it->dump());
-        dt_rank = it->get<int>();
+        if (!it->is_number_integer())
+            fail(op, file, ": key '", key, "' must be an integer or \"auto\", got ", detail::json_brief(*it));
+        dt_rank = json_get<int>(o, key, -1, file, op);
     };
     if (j.contains("d_model")) {  // mamba_ssm dialect
         c.d_model = json_require<int>(j, "d_model", file, op);
@@ -42,13 +50,16 @@ inline MambaConfig parse_mamba_config(const nlohmann::json& j, const std::string
         const int vocab = json_require<int>(j, "vocab_size", file, op);
         const int pad = json_get<int>(j, "pad_vocab_size_multiple", 8, file, op);
         VLM_CHECK(pad > 0, op, file, ": expected pad_vocab_size_multiple > 0, got ", pad);
-        c.vocab_size = (vocab + pad - 1) / pad * pad;
+        VLM_CHECK(vocab > 0 && vocab <= kMaxConfigVocab && pad <= kMaxConfigVocab, op, file,
+                  ": expected vocab_size in [1, ", kMaxConfigVocab, "] and pad_vocab_size_multiple <= ",
+                  kMaxConfigVocab, ", got ", vocab, " and ", pad);
+        c.vocab_size = (vocab + pad - 1) / pad * pad;  // < 2^25: no overflow
         c.tie_embeddings = json_get<bool>(j, "tie_embeddings", true, file, op);
         VLM_CHECK(json_get<bool>(j, "rms_norm", true, file, op), op, file, ": expected rms_norm true, got false");
         VLM_CHECK(json_get<int>(j, "d_intermediate", 0, file, op) == 0, op, file,
-                  ": expected d_intermediate 0 (no MLP in Mamba-1 blocks), got ", j["d_intermediate"].dump());
+                  ": expected d_intermediate 0 (no MLP in Mamba-1 blocks), got ", detail::json_brief(j["d_intermediate"]));
         const nlohmann::json ssm = j.value("ssm_cfg", nlohmann::json::object());
-        if (!ssm.is_object()) fail(op, file, ": expected ssm_cfg to be an object, got ", ssm.dump());
+        if (!ssm.is_object()) fail(op, file, ": expected ssm_cfg to be an object, got ", detail::json_brief(ssm));
         const std::string layer = json_get<std::string>(ssm, "layer", "Mamba1", file, op);
         VLM_CHECK(layer == "Mamba1", op, file, ": expected ssm_cfg.layer \"Mamba1\", got \"", layer, "\"");
         c.d_state = json_get<int>(ssm, "d_state", 16, file, op);
@@ -58,7 +69,7 @@ inline MambaConfig parse_mamba_config(const nlohmann::json& j, const std::string
         c.proj_bias = json_get<bool>(ssm, "bias", false, file, op);
         read_dt_rank(ssm, "dt_rank");
         c.norm_eps = json_get<float>(j, "norm_epsilon", 1e-5f, file, op);
-        c.d_inner = expand * c.d_model;
+        c.d_inner = inner_width(expand, c.d_model);
     } else if (j.contains("hidden_size")) {  // HF transformers dialect
         const std::string mt = json_get<std::string>(j, "model_type", "mamba", file, op);
         VLM_CHECK(mt == "mamba", op, file, ": expected model_type \"mamba\", got \"", mt, "\"");
@@ -68,7 +79,9 @@ inline MambaConfig parse_mamba_config(const nlohmann::json& j, const std::string
         c.d_state = json_get<int>(j, "state_size", 16, file, op);
         c.d_conv = json_get<int>(j, "conv_kernel", 4, file, op);
         expand = json_get<int>(j, "expand", 2, file, op);
-        c.d_inner = json_get<int>(j, "intermediate_size", expand * c.d_model, file, op);
+        c.d_inner = json_get<int>(j, "intermediate_size", 0, file, op);
+        if (c.d_inner == 0 && (!j.contains("intermediate_size") || j["intermediate_size"].is_null()))
+            c.d_inner = inner_width(expand, c.d_model);
         read_dt_rank(j, "time_step_rank");
         c.norm_eps = json_get<float>(j, "layer_norm_epsilon", 1e-5f, file, op);
         c.tie_embeddings = json_get<bool>(j, "tie_word_embeddings", true, file, op);
@@ -79,10 +92,15 @@ inline MambaConfig parse_mamba_config(const nlohmann::json& j, const std::string
         fail(op, file, ": unknown config: expected mamba_ssm keys (d_model, n_layer, ...) or HF Mamba keys "
              "(hidden_size, num_hidden_layers, ...)");
     }
-    c.dt_rank = dt_rank > 0 ? dt_rank : (c.d_model + 15) / 16;
+    c.dt_rank = dt_rank > 0 ? dt_rank : int((std::int64_t(c.d_model) + 15) / 16);
     VLM_CHECK(c.d_model > 0 && c.n_layer > 0 && c.vocab_size > 0 && c.d_inner > 0, op, file,
               ": expected positive d_model, n_layer, vocab_size, d_inner, got ", c.d_model, ", ", c.n_layer, ", ",
               c.vocab_size, ", ", c.d_inner);
+    VLM_CHECK(c.d_model <= kMaxConfigWidth && c.d_inner <= kMaxConfigWidth && c.dt_rank <= kMaxConfigWidth &&
+                  c.n_layer <= kMaxConfigLayers && c.vocab_size <= kMaxConfigVocab,
+              op, file, ": expected d_model, d_inner, dt_rank <= ", kMaxConfigWidth, ", n_layer <= ", kMaxConfigLayers,
+              ", vocab_size <= ", kMaxConfigVocab, ", got ", c.d_model, ", ", c.d_inner, ", ", c.dt_rank, ", ",
+              c.n_layer, ", ", c.vocab_size);
     VLM_CHECK(c.d_state >= 1 && c.d_state <= 64, op, file, ": expected d_state in [1, 64], got ", c.d_state);
     VLM_CHECK(c.d_conv >= 1 && c.d_conv <= 8, op, file, ": expected d_conv in [1, 8], got ", c.d_conv);
     VLM_CHECK(!c.proj_bias, op, file, ": expected use_bias false (in_proj/out_proj without bias), got true");

@@ -12,6 +12,9 @@ namespace vlmamba {
 
 enum class VisionFamily { Clip, Siglip };
 
+// The largest image_size a vision config may name (load_image's kMaxImageSide): the patch grid stays below 2^28.
+inline constexpr int kMaxVisionImageSize = 16384;
+
 struct VisionConfig {
     VisionFamily family = VisionFamily::Siglip;
     int hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0, num_attention_heads = 0;
@@ -54,7 +57,7 @@ inline VisionConfig parse_vision_config(const nlohmann::json& j, const std::stri
         auto it = j.find("vision_config");
         if (it == j.end() || !it->is_object())
             fail(op, file, ": model_type '", outer, "' needs a 'vision_config' object, got ",
-                 it == j.end() ? std::string("none") : it->dump());
+                 it == j.end() ? std::string("none") : detail::json_brief(*it));
         v = &*it;
         const std::string inner = outer == "vlmamba" ? "" : outer + "_vision_model";
         type = json_get<std::string>(*v, "model_type", inner, file + " (vision_config)", op);
@@ -89,6 +92,12 @@ inline VisionConfig parse_vision_config(const nlohmann::json& j, const std::stri
     VLM_CHECK(c.patch_size > 0 && c.image_size >= c.patch_size, op, where,
               ": expected 0 < patch_size <= image_size, got patch_size ", c.patch_size, " and image_size ",
               c.image_size);
+    VLM_CHECK(c.hidden_size <= kMaxConfigWidth && c.intermediate_size <= kMaxConfigWidth &&
+                  c.num_hidden_layers <= kMaxConfigLayers && c.num_channels <= 64 &&
+                  c.image_size <= kMaxVisionImageSize,
+              op, where, ": expected hidden_size, intermediate_size <= ", kMaxConfigWidth, ", num_hidden_layers <= ",
+              kMaxConfigLayers, ", num_channels <= 64, image_size <= ", kMaxVisionImageSize, ", got ", c.hidden_size,
+              ", ", c.intermediate_size, ", ", c.num_hidden_layers, ", ", c.num_channels, ", ", c.image_size);
     const int fi = c.feature_index();
     VLM_CHECK(fi >= 0 && fi <= c.num_hidden_layers, op, file, ": feature_layer ", c.feature_layer,
               " is outside hidden_states: expected -", c.num_hidden_layers + 1, " <= feature_layer <= ",
