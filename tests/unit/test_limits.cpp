@@ -109,3 +109,10 @@ TEST_CASE("JPEG Huffman tables are validated before stb reads them") {
     dht.insert(dht.end(), {0xFF, 0xD9});
     refused([&] { decode_image(dht, "h2.jpg"); }, {"Huffman table"});
 }
+
+TEST_CASE("a tiny image file that claims a huge size is refused before stb allocates it") {
+    const fs::path dir = fs::path(VLMAMBA_TEST_DATA_DIR) / "fuzz" / "image";
+    refused([&] { load_image(dir / "bmp_claims_768mb.bmp"); }, {"truncated bmp", "16000x16000", "768000014 bytes"});
+    refused([&] { load_image(dir / "png_claims_768mb.png"); }, {"truncated png", "the file has 69"});
+    refused([&] { load_image(dir / "gif_claims_2gb.gif"); }, {"gif is 16000x16000", "at most 16777216 pixels"});
+}

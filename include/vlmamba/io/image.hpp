@@ -3,7 +3,8 @@
 // Channels are converted as PIL's Image.convert("RGB") does (what transformers' convert_to_rgb calls):
 // gray is replicated, alpha is dropped (no compositing), a GIF's transparent index keeps its palette colour,
 // 16-bit gray is clipped to 255. EXIF orientation is not applied (HF's processors take the image as given). The size is checked from the header, before any
-// pixel is decoded (SPEC §8.1: at most 16384 pixels per side and 2^28 pixels). Every error names the file.
+// pixel is decoded (SPEC §8.1: at most 16384 pixels per side and 2^28 pixels; a GIF at most 2^24 pixels), and
+// so is the file's length against what that size needs (min_encoded_bytes). Every error names the file.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -36,6 +37,7 @@ struct Image {
 
 inline constexpr int kMaxImageSide = 16384;
 inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 28;
+inline constexpr std::int64_t kMaxGifPixels = std::int64_t{1} << 24;  // 4096 x 4096
 
 // The container format from the leading bytes: "png", "jpeg", "bmp", "gif" (decodable) or "webp", "heic",
 // "heif", "avif", "tiff", "jxl", "psd" (recognised, refused) or "unknown".
@@ -130,6 +132,28 @@ inline const char* jpeg_problem(std::span<const std::uint8_t> b) {
     }
 }
 
+// A lower bound on the file size of a w x h image, from what each format must store: an uncompressed BMP (the only
+// kind stb reads) holds every padded row; a PNG's zlib stream expands at most 1032:1 (deflate's limit: a 258-byte
+// match in 2 bits); a JPEG codes every 8x8 luma block with at least one bit. 0 for GIF (capped by pixels instead).
+inline std::int64_t min_encoded_bytes(std::span<const std::uint8_t> b, std::string_view format, std::int64_t w,
+                                      std::int64_t h) {
+    if (format == "bmp") {
+        if (b.size() < 30) return 0;  // stbi_info refused it already
+        const std::uint32_t header = b[14] | (std::uint32_t{b[15]} << 8) | (std::uint32_t{b[16]} << 16) |
+                                     (std::uint32_t{b[17]} << 24);
+        const std::size_t at = header == 12 ? 24 : 28;  // bits per pixel (OS/2 v1 or Windows header)
+        const std::int64_t bpp = b[at] | (std::int64_t{b[at + 1]} << 8);
+        return 14 + (w * bpp + 31) / 32 * 4 * h;
+    }
+    if (format == "png") {
+        const std::uint8_t depth = b[24], colour = b[25];
+        const std::int64_t channels = colour == 2 ? 3 : colour == 4 ? 2 : colour == 6 ? 4 : 1;
+        return h * (1 + (w * channels * depth + 7) / 8) / 1032;
+    }
+    if (format == "jpeg") return (w + 7) / 8 * ((h + 7) / 8) / 8;
+    return 0;
+}
+
 // A copy of a GIF with the transparency flag of the first frame's graphic control extension cleared. PIL opens
 // a GIF's first frame as a palette image and convert("RGB") maps a transparent index to its palette colour;
 // stb would leave those pixels black.
@@ -211,6 +235,12 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, std::string_view 
     VLM_CHECK(w > 0 && h > 0, op, name, ": image is ", w, "x", h, ", expected a non-empty image");
     VLM_CHECK(w <= kMaxImageSide && h <= kMaxImageSide && w * h <= kMaxImagePixels, op, name, ": image is ", w,
               "x", h, ", expected at most ", kMaxImageSide, " pixels per side and 2^28 pixels in all");
+    VLM_CHECK(format != "gif" || w * h <= kMaxGifPixels, op, name, ": gif is ", w, "x", h, ", expected at most ",
+              kMaxGifPixels, " pixels (stb keeps 9 bytes per gif pixel)");
+    // stb allocates the whole image before it reads the data: a file too short for the size it claims is refused
+    if (const std::int64_t need = detail::min_encoded_bytes(bytes, format, w, h); std::int64_t(bytes.size()) < need)
+        fail(op, name, ": truncated ", format, ": ", w, "x", h, " pixels need at least ", need, " bytes, the file has ",
+             bytes.size());
 
     int iw = 0, ih = 0, comp = 0;
     Image img;
