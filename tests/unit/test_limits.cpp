@@ -115,4 +115,6 @@ TEST_CASE("a tiny image file that claims a huge size is refused before stb alloc
     refused([&] { load_image(dir / "bmp_claims_768mb.bmp"); }, {"truncated bmp", "16000x16000", "768000014 bytes"});
     refused([&] { load_image(dir / "png_claims_768mb.png"); }, {"truncated png", "the file has 69"});
     refused([&] { load_image(dir / "gif_claims_2gb.gif"); }, {"gif is 16000x16000", "at most 16777216 pixels"});
+    // found by fuzz_image: an IDAT chunk whose length runs past the end (stb reallocated to the claimed length)
+    refused([&] { load_image(dir / "png_idat_length_past_end.png"); }, {"corrupt or truncated png", "chunk"});
 }

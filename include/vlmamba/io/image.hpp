@@ -132,6 +132,19 @@ inline const char* jpeg_problem(std::span<const std::uint8_t> b) {
     }
 }
 
+// Whether every PNG chunk up to IEND lies inside the file: stb grows its IDAT buffer to a chunk's declared length
+// before reading it, so a 100-byte file could claim a 2 GB chunk.
+inline bool png_chunks_fit(std::span<const std::uint8_t> b) {
+    std::size_t i = 8;
+    while (i + 8 <= b.size()) {
+        const std::uint64_t len = read_be32(b.data() + i);
+        if (len > b.size() - i - 8 || b.size() - i - 8 - len < 4) return false;  // data and CRC
+        if (bytes_equal(b, i + 4, "IEND")) return true;
+        i += 12 + len;
+    }
+    return true;  // no IEND: stb reports the missing data itself, without a large allocation
+}
+
 // A lower bound on the file size of a w x h image, from what each format must store: an uncompressed BMP (the only
 // kind stb reads) holds every padded row; a PNG's zlib stream expands at most 1032:1 (deflate's limit: a 258-byte
 // match in 2 bits); a JPEG codes every 8x8 luma block with at least one bit. 0 for GIF (capped by pixels instead).
@@ -225,6 +238,8 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, std::string_view 
                   ": expected a PNG IHDR header, got a truncated or corrupt file");
         w = detail::read_be32(data + 16);
         h = detail::read_be32(data + 20);
+        VLM_CHECK(detail::png_chunks_fit(bytes), op, name,
+                  ": corrupt or truncated png (a chunk runs past the end of the file)");
     } else {
         int iw = 0, ih = 0, comp = 0;
         if (!stbi_info_from_memory(data, len, &iw, &ih, &comp))  // stb's reason is that of its last format tried
