@@ -94,7 +94,7 @@ TEST_CASE("pytorch: Mamba checkpoints made by torch.save load to the transformer
     };
     for (const Case c : {Case{"mamba-f32", false, 2e-5}, Case{"mamba-bf16", true, 3e-2}, Case{"mamba-f16", false, 3e-2},
                          Case{"mamba-legacy", true, 3e-2}, Case{"mamba-sharded", true, 3e-2},
-                         Case{"mamba-zip64", true, 3e-2}}) {
+                         Case{"mamba-zip64", true, 3e-2}, Case{"torch2/mamba-bf16", true, 3e-2}}) {
         const std::string dir_name = c.dir;
         CAPTURE(dir_name);
         const fs::path dir = kData / c.dir;
@@ -108,19 +108,22 @@ TEST_CASE("pytorch: Mamba checkpoints made by torch.save load to the transformer
         MESSAGE(dir_name << ": rel err vs f32 logits " << rel_err(out, logits));
     }
     // The tied head shares the embedding's storage: one view, no copy.
-    for (const char* d : {"mamba-f32", "mamba-bf16", "mamba-zip64"}) {
+    for (const char* d : {"mamba-f32", "mamba-bf16", "mamba-zip64", "torch2/mamba-bf16"}) {
         const WeightStore s = WeightStore::open(kData / d / "pytorch_model.bin");
         CHECK(s.get("lm_head.weight").raw() == s.get("backbone.embedding.weight").raw());
     }
 }
 
-TEST_CASE("pytorch: dtypes, storage offsets and strides as torch wrote them (zip, force_zip64, legacy)") {
-    const SafetensorsFile expected = SafetensorsFile::open(kData / "views_expected.safetensors");
-    for (const char* file : {"views.pt", "views_zip64.pt", "views_legacy.pt"}) {
+TEST_CASE("pytorch: dtypes, storage offsets and strides as torch wrote them (zip, force_zip64, legacy; 1.13, 2.11)") {
+    // torch 1.13 (Debian) wrote the top directory, torch 2.11 (byteorder, .format_version, .storage_alignment,
+    // .data/serialization_id entries) wrote torch2/.
+    for (const std::string file : {"views.pt", "views_zip64.pt", "views_legacy.pt", "torch2/views.pt"}) {
         CAPTURE(file);
-        const PytorchCheckpoint c = PytorchCheckpoint::open(kData / file);
-        CHECK(c.format() == (std::string(file) == "views_legacy.pt" ? PytorchCheckpoint::Format::Legacy
-                                                                   : PytorchCheckpoint::Format::Zip));
+        const fs::path path = kData / file;
+        const SafetensorsFile expected = SafetensorsFile::open(path.parent_path() / "views_expected.safetensors");
+        const PytorchCheckpoint c = PytorchCheckpoint::open(path);
+        CHECK(c.format() == (file == "views_legacy.pt" ? PytorchCheckpoint::Format::Legacy
+                                                       : PytorchCheckpoint::Format::Zip));
         CHECK(c.names() == expected.names());
         CHECK(c.leaves().empty());
         for (const auto& name : expected.names()) {
@@ -151,24 +154,28 @@ TEST_CASE("pytorch: dtypes, storage offsets and strides as torch wrote them (zip
 }
 
 TEST_CASE("pytorch: a nested checkpoint flattens to dotted names and keeps its other values") {
-    std::ifstream in(kData / "nested_expected.json");
-    const nlohmann::json want = nlohmann::json::parse(in);
-    const PytorchCheckpoint c = PytorchCheckpoint::open(kData / "nested.pt");
-    std::vector<std::string> names;
-    for (const auto& [name, v] : want["tensors"].items()) {
-        CAPTURE(name);
-        names.push_back(name);
-        REQUIRE(c.contains(name));
-        CHECK(dtype_name(c.entry(name).dtype) == v[0].get<std::string>());
-        CHECK(c.entry(name).shape == v[1].get<Shape>());
+    for (const fs::path& dir : {kData, kData / "torch2"}) {
+        const std::string dir_name = dir.string();
+        CAPTURE(dir_name);
+        std::ifstream in(dir / "nested_expected.json");
+        const nlohmann::json want = nlohmann::json::parse(in);
+        const PytorchCheckpoint c = PytorchCheckpoint::open(dir / "nested.pt");
+        std::vector<std::string> names;
+        for (const auto& [name, v] : want["tensors"].items()) {
+            CAPTURE(name);
+            names.push_back(name);
+            REQUIRE(c.contains(name));
+            CHECK(dtype_name(c.entry(name).dtype) == v[0].get<std::string>());
+            CHECK(c.entry(name).shape == v[1].get<Shape>());
+        }
+        CHECK(c.names() == names);
+        std::map<std::string, std::string> leaves;
+        for (const auto& l : c.leaves()) leaves[l.name] = l.value;
+        std::map<std::string, std::string> want_leaves;
+        for (const auto& [name, v] : want["leaves"].items()) want_leaves[name] = v.get<std::string>();
+        CHECK(leaves == want_leaves);
+        CHECK(c.get("optimizer.state.0.exp_avg").at({1, 3}) == 1.f);
     }
-    CHECK(c.names() == names);
-    std::map<std::string, std::string> leaves;
-    for (const auto& l : c.leaves()) leaves[l.name] = l.value;
-    std::map<std::string, std::string> want_leaves;
-    for (const auto& [name, v] : want["leaves"].items()) want_leaves[name] = v.get<std::string>();
-    CHECK(leaves == want_leaves);
-    CHECK(c.get("optimizer.state.0.exp_avg").at({1, 3}) == 1.f);
 
     std::ostringstream out;
     inspect(kData / "nested.pt", out);
