@@ -155,7 +155,7 @@ inline std::int64_t min_encoded_bytes(std::span<const std::uint8_t> b, std::stri
         const std::uint32_t header = b[14] | (std::uint32_t{b[15]} << 8) | (std::uint32_t{b[16]} << 16) |
                                      (std::uint32_t{b[17]} << 24);
         const std::size_t at = header == 12 ? 24 : 28;  // bits per pixel (OS/2 v1 or Windows header)
-        const std::int64_t bpp = b[at] | (std::int64_t{b[at + 1]} << 8);
+        const std::int64_t bpp = std::max<std::int64_t>(b[at] | (std::int64_t{b[at + 1]} << 8), 1);  // stb: 0 -> 1
         return 14 + (w * bpp + 31) / 32 * 4 * h;
     }
     if (format == "png") {
