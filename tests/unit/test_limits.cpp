@@ -15,6 +15,7 @@
 #include <vlmamba/models/connector.hpp>
 #include <vlmamba/models/mamba_config.hpp>
 #include <vlmamba/models/vision_config.hpp>
+#include <vlmamba/models/vision_encoder.hpp>
 
 using namespace vlmamba;
 namespace fs = std::filesystem;
@@ -117,4 +118,15 @@ TEST_CASE("a tiny image file that claims a huge size is refused before stb alloc
     refused([&] { load_image(dir / "gif_claims_2gb.gif"); }, {"gif is 16000x16000", "at most 16777216 pixels"});
     // found by fuzz_image: an IDAT chunk whose length runs past the end (stb reallocated to the claimed length)
     refused([&] { load_image(dir / "png_idat_length_past_end.png"); }, {"corrupt or truncated png", "chunk"});
+}
+
+TEST_CASE("a vision_tower_path naming the model's own directory is refused, not followed forever") {
+    const fs::path dir = fs::temp_directory_path() / "vlmamba_limits_self_tower";
+    fs::create_directories(dir);
+    for (const char* rel : {"", "."}) {
+        CAPTURE(rel);
+        std::ofstream(dir / "config.json") << R"({"model_type": "vlmamba", "vision_tower_path": ")" << rel << "\"}";
+        refused([&] { load_vision_tower(dir); }, {"vision_tower_path", "names a VL-Mamba directory"});
+    }
+    fs::remove_all(dir);
 }

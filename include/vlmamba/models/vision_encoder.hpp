@@ -174,6 +174,11 @@ inline VisionEncoder load_vision_tower(const std::filesystem::path& dir) {
     const bool vlmamba = json_get<std::string>(j, "model_type", "", file, "vision_config") == "vlmamba";
     if (vlmamba && j.contains("vision_tower_path")) {  // SPEC §8.2: assembled from a component directory
         const auto rel = json_require<std::string>(j, "vision_tower_path", file, "vision_config");
+        // one level only: an empty path (the directory itself) or a chain of VL-Mamba directories would recurse
+        VLM_CHECK(json_get<std::string>(read_json_file(dir / rel / "config.json", "vision_config"), "model_type", "",
+                                        file, "vision_config") != "vlmamba",
+                  "vision_config", file, ": vision_tower_path '", rel,
+                  "' names a VL-Mamba directory, expected a CLIP or SigLIP tower directory");
         VisionEncoder e = load_vision_tower(dir / rel);
         e.cfg.feature_layer = json_get<int>(j, "feature_layer", e.cfg.feature_layer, file, "vision_config");
         const int fi = e.cfg.feature_index();
