@@ -12,3 +12,6 @@ else()
 endif()
 add_test(NAME cli_shapes_eval COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/shapes_eval.sh $<TARGET_FILE:vlmamba_cli>
          ${PROJECT_SOURCE_DIR})
+# chat: a scripted two-turn conversation about bundled images (stdin not a terminal: replies only on stdout).
+add_test(NAME cli_chat COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/chat_bundled.sh $<TARGET_FILE:vlmamba_cli>
+         ${PROJECT_SOURCE_DIR})

@@ -1,4 +1,4 @@
-// Shared CLI helpers: id lists, timers, peak memory, stderr logging.
+// Shared CLI helpers: id lists, pixel files, model-directory kinds, timers, peak memory.
 #pragma once
 #include <sys/resource.h>
 
@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "vlmamba/core/error.hpp"
+#include "vlmamba/io/json_config.hpp"
+#include "vlmamba/io/safetensors.hpp"
 
 namespace cli {
 
@@ -48,5 +50,24 @@ struct Timer {
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
 };
+
+// Reads tensor `pixel_values`, shaped (B, 3, H, W) or (3, H, W), from a safetensors file (SPEC §8.3) -> (B, 3, H, W).
+inline vlmamba::Tensor read_pixels(const std::string& file) {
+    const vlmamba::SafetensorsFile f = vlmamba::SafetensorsFile::open(file);
+    if (!f.contains("pixel_values"))
+        vlmamba::fail("pixels", file, ": no tensor 'pixel_values' (expected one shaped (B, 3, H, W) or (3, H, W))");
+    const vlmamba::Tensor px = f.get("pixel_values");
+    const bool ok = (px.ndim() == 4 && px.size(0) >= 1 && px.size(1) == 3) || (px.ndim() == 3 && px.size(0) == 3);
+    if (!ok)
+        vlmamba::fail("pixels", file, ": tensor 'pixel_values' has shape ", vlmamba::shape_str(px.shape()),
+                      ", expected (B, 3, H, W) or (3, H, W)");
+    return (px.ndim() == 3 ? px.unsqueeze(0) : px).to(vlmamba::DType::F32).contiguous();
+}
+
+// Whether DIR/config.json says model_type "vlmamba" (read before any weights load).
+inline bool is_vlmamba_dir(const std::string& dir) {
+    const nlohmann::json j = vlmamba::read_json_file(std::filesystem::path(dir) / "config.json", "cli");
+    return j.value("model_type", std::string()) == "vlmamba";
+}
 
 }  // namespace cli

@@ -30,3 +30,8 @@
 #include "vlmamba/models/vision_encoder.hpp"
 #include "vlmamba/models/connector.hpp"
 #include "vlmamba/models/vl_mamba.hpp"
+#include "vlmamba/io/chat_template.hpp"
+#include "vlmamba/session/model.hpp"
+#include "vlmamba/session/load.hpp"
+#include "vlmamba/session/session.hpp"
+#include "vlmamba/session/batch.hpp"

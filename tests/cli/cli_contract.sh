@@ -76,7 +76,7 @@ b=$("$bin" run -m "$d-components" --image "$data/images/wide.png" --ids 5,6,7 --
 "$bin" logits -m "$d" --pixels "$d/golden.safetensors" --ids 3,4,5 -o "$tmp/vl.safetensors" 2>/dev/null || bad "vl logits"
 "$bin" inspect "$tmp/vl.safetensors" | grep -q "logits.*F32.*(3, 128)" || bad "vl logits shape"
 
-for sub in run inspect generate logits tokenize detokenize preprocess vision; do
+for sub in run chat inspect generate logits tokenize detokenize preprocess vision convert eval score; do
   "$bin" "$sub" --help >/dev/null || bad "$sub --help"
 done
 
@@ -88,6 +88,20 @@ if [ $rc -ne 0 ]; then
   { [ $rc -eq 1 ] && [ "$(grep -c "error" "$tmp/err")" -eq 1 ] && tail -1 "$tmp/err" | grep -q "error.*CUDA"; } ||
     bad "generate --device cuda without a GPU: exit $rc, stderr: $(cat "$tmp/err")"
 fi
+
+# Papercuts: argument errors exit 1; an unknown subcommand lists the known ones; generate on a VL-Mamba says run;
+# --version names the build; inspect names the model family and variant.
+"$bin" generate --no-such-flag >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] || bad "argument error: exit code is not 1"
+"$bin" frobnicate >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "commands: .*run" "$tmp/err" || bad "unknown subcommand: $(cat "$tmp/err")"
+"$bin" generate -m "$d" -p hi -n 2 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "use \`vlmamba run" "$tmp/err" || bad "generate on a VL-Mamba: $(cat "$tmp/err")"
+"$bin" --version | grep -q "CUDA .*SIMD" || bad "--version: $("$bin" --version)"
+"$bin" inspect "$d" | grep -q "^model: VL-Mamba, variant siglip/vss_l2/bsm" || bad "inspect DIR: no model line"
+"$bin" run -m "$d" --image "$tmp/missing.png" --ids 5 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && ! grep -q "^loaded" "$tmp/err" || bad "a missing image is reported before the model loads"
+"$bin" run -m "$d" --ids 5,6,7 --temp 0 -n 3 --print-ids >/dev/null 2>"$tmp/err" || bad "run without an image"
 
 [ $fails -eq 0 ] && echo "cli contract: all checks passed"
 exit $((fails > 0))

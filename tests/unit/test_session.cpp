@@ -15,7 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 const fs::path kData = fs::path(VLMAMBA_TEST_DATA_DIR);
-const fs::path kBundled = fs::path(VLMAMBA_TEST_DATA_DIR) / ".." / ".." / "zoo" / "shapes-vlmamba";
+const fs::path kBundled = fs::path(VLMAMBA_ZOO_DIR) / "shapes-vlmamba";
 
 // Greedy ids from one prefill of `ids` with the plain model API (no session).
 std::vector<std::int32_t> greedy_plain(const MambaLm& lm, const Tensor& embeds, int n) {

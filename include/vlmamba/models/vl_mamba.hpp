@@ -30,6 +30,12 @@ struct VlMambaConfig {
 
 VlMambaConfig load_vlmamba_config(const std::filesystem::path& dir);
 
+// The variant a config describes, e.g. "siglip/vss_l2/bsm" or "clip/mlp".
+inline std::string variant_name(const VlMambaConfig& c) {
+    return std::string(c.vision.family == VisionFamily::Clip ? "clip" : "siglip") + "/" +
+           connector_type_name(c.connector.type) + (c.connector.type == ConnectorType::Mlp ? "" : "/" + c.connector.scan);
+}
+
 // A vision tower of one family, as a type: the model variant's structure says CLIP or SigLIP.
 template <VisionFamily F>
 struct FamilyVisionEncoder {

@@ -21,8 +21,7 @@ using SiglipVssL2Csm = VlMamba<SiglipVisionEncoder, VssL2Connector<CrossScan>>;
 inline AnyVlMamba load(const std::filesystem::path& dir) {
     const VlMambaConfig c = load_vlmamba_config(dir);
     const bool clip = c.vision.family == VisionFamily::Clip;
-    const std::string name = std::string(clip ? "clip" : "siglip") + "/" + connector_type_name(c.connector.type) +
-                             (c.connector.type == ConnectorType::Mlp ? "" : "/" + c.connector.scan);
+    const std::string name = variant_name(c);
     auto make = [&]<class M>(std::type_identity<M>) { return AnyVlMamba(M::load(c), name); };
     const bool bsm = c.connector.scan == "bsm", csm = c.connector.scan == "csm";
     switch (c.connector.type) {

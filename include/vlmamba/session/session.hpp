@@ -18,6 +18,7 @@ namespace vlmamba {
 class Session {
 public:
     explicit Session(const Model& model) : m_(&model), state_(model, 1) {}
+    const Model& model() const { return *m_; }
 
     // One turn: the request's input after the conversation so far, then the reply (streamed to on_token).
     Result generate(const Request& request, const TokenCallback& on_token = {});
@@ -40,7 +41,7 @@ public:
     };
     Snapshot snapshot() const { return {state_.host(), conv_}; }
     void restore(const Snapshot& s) {
-        state_.set_host(s.state, !s.conv.started());
+        state_.set_host(s.state, s.conv.tokens.empty() && s.conv.pending.empty());
         conv_ = s.conv;
     }
     // A safetensors file: the states, the history and the model's fingerprint (a different model is refused).

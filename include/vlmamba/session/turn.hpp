@@ -1,6 +1,7 @@
 // A turn's input: the request's images and text rendered with the chat template after what the conversation already
 // holds, as one block of LM input embeddings. Shared by Session and generate_batch.
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <span>
 #include <string>
@@ -15,7 +16,10 @@ struct Conversation {
     std::vector<std::int32_t> tokens;   // consumed by the state; an image position is -1
     std::vector<std::int32_t> pending;  // sampled last, not consumed yet (a reply cut by length or a stop string)
     bool open_reply = false;            // a templated reply ended: the template's assistant_suffix comes next
-    bool started() const { return !tokens.empty() || !pending.empty(); }
+    // Whether a text turn has begun (image positions alone, a cached image prefix, still await the first turn).
+    bool started() const {
+        return !pending.empty() || std::any_of(tokens.begin(), tokens.end(), [](std::int32_t t) { return t >= 0; });
+    }
 };
 
 struct TurnInput {
