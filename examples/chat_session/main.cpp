@@ -18,8 +18,13 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "   (%lld positions prefilled, %zu generated)\n", (long long)a.prompt_tokens,
                          a.ids.size());
         };
-        ask({.prompt = "What shapes are there, from left to right?", .images = {std::filesystem::path(argv[2])}});
-        ask({.prompt = "How many shapes are there?"});
+        vlmamba::Request first;
+        first.prompt = "What shapes are there, from left to right?";
+        first.images = {std::filesystem::path(argv[2])};
+        ask(first);
+        vlmamba::Request second;  // the image and the first turn are in the state already
+        second.prompt = "How many shapes are there?";
+        ask(second);
 
         chat.save("conversation.safetensors");  // the state, the history and the model's fingerprint
         std::fprintf(stderr, "saved the conversation (%zu positions) to conversation.safetensors\n",

@@ -89,6 +89,20 @@ if [ $rc -ne 0 ]; then
     bad "generate --device cuda without a GPU: exit $rc, stderr: $(cat "$tmp/err")"
 fi
 
+# PyTorch checkpoints: every bad file exits 1 with one stderr line naming it; a directory with pytorch_model.bin
+# works with -m; convert writes the same tensors as safetensors.
+for f in "$data"/pytorch/bad/*.pt "$data"/pytorch/bad/*.bin; do
+  [ -f "$f" ] || continue
+  name=$(basename "$f")
+  "$bin" inspect "$f" >/dev/null 2>"$tmp/err"
+  rc=$?
+  { [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "$name" "$tmp/err"; } ||
+    bad "inspect pytorch/bad/$name: exit $rc, stderr: $(cat "$tmp/err")"
+done
+"$bin" logits -m "$data/pytorch/mamba-f32" --ids 3,4,5 -o "$tmp/pt.safetensors" 2>/dev/null || bad "logits on a .bin dir"
+"$bin" convert "$data/pytorch/mamba-f32" "$tmp/conv.safetensors" 2>/dev/null || bad "convert exit $?"
+"$bin" inspect "$tmp/conv.safetensors" | grep -q "backbone.embeddings.weight" || bad "convert: tensor names"
+
 # Papercuts: argument errors exit 1; an unknown subcommand lists the known ones; generate on a VL-Mamba says run;
 # --version names the build; inspect names the model family and variant.
 "$bin" generate --no-such-flag >/dev/null 2>"$tmp/err"
