@@ -101,7 +101,7 @@ for f in "$data"/pytorch/bad/*.pt "$data"/pytorch/bad/*.bin; do
 done
 "$bin" logits -m "$data/pytorch/mamba-f32" --ids 3,4,5 -o "$tmp/pt.safetensors" 2>/dev/null || bad "logits on a .bin dir"
 "$bin" convert "$data/pytorch/mamba-f32" "$tmp/conv.safetensors" 2>/dev/null || bad "convert exit $?"
-"$bin" inspect "$tmp/conv.safetensors" | grep -q "backbone.embeddings.weight" || bad "convert: tensor names"
+"$bin" inspect "$tmp/conv.safetensors" | grep -q "backbone.embedding.weight" || bad "convert: tensor names"
 
 # Papercuts: argument errors exit 1; an unknown subcommand lists the known ones; generate on a VL-Mamba says run;
 # --version names the build; inspect names the model family and variant.
