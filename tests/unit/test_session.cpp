@@ -245,3 +245,26 @@ TEST_CASE("session: one model shared by 4 threads x 25 generations gives the ser
     for (auto& th : threads) th.join();
     for (int t = 0; t < 4; ++t) CHECK(got[std::size_t(t)] == serial);
 }
+
+TEST_CASE("batch: on the fixtures, 8 rows of pixels and ids equal their single runs") {
+    for (const char* name : {"tiny-clip-mlp", "tiny-siglip-vssl2-bsm"}) {
+        CAPTURE(name);
+        const Model m = Model::load(kData / "vlmamba" / name);
+        const std::int64_t S = m.vl()->config().vision.image_size;
+        std::vector<Request> reqs;
+        for (int i = 0; i < 8; ++i) {
+            Request r;
+            if (i % 3 != 2) r.images = {ImageInput(test::randn({1, 3, S, S}, std::uint32_t(100 + i)))};
+            r.ids = std::vector<std::int32_t>{std::int32_t(3 + i), 7, std::int32_t(11 + 2 * i)};
+            r.max_tokens = 2 + i;
+            r.ignore_eos = true;
+            reqs.push_back(r);
+        }
+        const auto batch = generate_batch(m, reqs);
+        for (int i = 0; i < 8; ++i) {
+            CAPTURE(i);
+            CHECK(batch[std::size_t(i)].ids == Session(m).generate(reqs[std::size_t(i)]).ids);
+            CHECK(batch[std::size_t(i)].ids.size() == std::size_t(2 + i));
+        }
+    }
+}
