@@ -37,6 +37,8 @@ const char* vision_family_name(VisionFamily f);  // "clip_vision_model" | "sigli
 // Parses a config object; `file` names it in errors. An unknown model_type is an error naming the supported ones.
 VisionConfig parse_vision_config(const nlohmann::json& j, const std::string& file);
 VisionConfig load_vision_config(const std::filesystem::path& config_json);
+// The one check of feature_layer against the tower's depth (a VL-Mamba config may override the tower's value).
+void check_feature_layer(const VisionConfig& c, const std::string& file, const char* op);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Implementation
@@ -98,11 +100,15 @@ inline VisionConfig parse_vision_config(const nlohmann::json& j, const std::stri
               op, where, ": expected hidden_size, intermediate_size <= ", kMaxConfigWidth, ", num_hidden_layers <= ",
               kMaxConfigLayers, ", num_channels <= 64, image_size <= ", kMaxVisionImageSize, ", got ", c.hidden_size,
               ", ", c.intermediate_size, ", ", c.num_hidden_layers, ", ", c.num_channels, ", ", c.image_size);
+    check_feature_layer(c, file, op);
+    return c;
+}
+
+inline void check_feature_layer(const VisionConfig& c, const std::string& file, const char* op) {
     const int fi = c.feature_index();
     VLM_CHECK(fi >= 0 && fi <= c.num_hidden_layers, op, file, ": feature_layer ", c.feature_layer,
               " is outside hidden_states: expected -", c.num_hidden_layers + 1, " <= feature_layer <= ",
               c.num_hidden_layers);
-    return c;
 }
 
 inline VisionConfig load_vision_config(const std::filesystem::path& config_json) {

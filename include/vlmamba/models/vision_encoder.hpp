@@ -181,9 +181,7 @@ inline VisionEncoder load_vision_tower(const std::filesystem::path& dir) {
                   "' names a VL-Mamba directory, expected a CLIP or SigLIP tower directory");
         VisionEncoder e = load_vision_tower(dir / rel);
         e.cfg.feature_layer = json_get<int>(j, "feature_layer", e.cfg.feature_layer, file, "vision_config");
-        const int fi = e.cfg.feature_index();
-        VLM_CHECK(fi >= 0 && fi <= e.cfg.num_hidden_layers, "vision_config", file, ": feature_layer ",
-                  e.cfg.feature_layer, " is outside hidden_states [0, ", e.cfg.num_hidden_layers, "]");
+        check_feature_layer(e.cfg, file, "vision_config");
         return e;
     }
     const VisionConfig cfg = parse_vision_config(j, file);

@@ -95,9 +95,7 @@ inline VlMambaConfig load_vlmamba_config(const std::filesystem::path& dir) {
         c.text = parse_mamba_config(j["text_config"], f + " (text_config)");
     }
     c.vision.feature_layer = json_get<int>(j, "feature_layer", c.vision.feature_layer, f, op);
-    const int fi = c.vision.feature_index();
-    VLM_CHECK(fi >= 0 && fi <= c.vision.num_hidden_layers, op, f, ": feature_layer ", c.vision.feature_layer,
-              " is outside hidden_states [0, ", c.vision.num_hidden_layers, "]");
+    check_feature_layer(c.vision, f, op);
     if (!j.contains("connector_config")) fail(op, f, ": expected \"connector_config\", got none");
     c.connector = connector_config_from_json(j["connector_config"], f + ": connector_config");
     c.connector.vision_width = c.vision.hidden_size;
