@@ -16,8 +16,12 @@ Held-out split: a scene's composition is the set of its (colour, shape) pairs. C
 hashed into train or test (about 1 in 5 go to test), so no test scene has a composition seen in
 training; positions, sizes, colour jitter and backgrounds are drawn afresh as well.
 
+Issue 16 adds a second task set, "mixed": these five types plus three that need 2-D context between
+patches (neighbor, edge, count9 up to 9 shapes, on their own crowded scenes); see the section "spatial" below.
+The default ("classic") output is unchanged.
+
 Command line (writes LLaVA-style questions.jsonl, gt.jsonl and images/*.png):
-  python3 zoo/reference/dataset.py --out DIR --split test --n 50 [--seed 0]
+  python3 zoo/reference/dataset.py --out DIR --split test --n 50 [--seed 0] [--task classic|mixed]
 
 Runs with Debian's python3-torch 1.13 (CPU) and torch 2.x (CPU or CUDA for batch rendering).
 """
@@ -155,7 +159,7 @@ def render_batch(scenes, device="cpu", ss=4):
     t = t.clamp(0, 1)[..., None]
     img = c0[:, None] * (1 - t) + c1[:, None] * t                              # (B, G*G, 3)
     poly = _POLY.to(device=dev, dtype=dt)                                      # (5, 10, 2)
-    for slot in range(4):
+    for slot in range(max((len(sc["objects"]) for sc in scenes), default=0)):
         idx = [i for i, sc in enumerate(scenes) if len(sc["objects"]) > slot]
         if not idx:
             continue
@@ -287,6 +291,203 @@ def all_texts():
 
 
 # ------------------------------------------------------------------------------------------------
+# the "spatial" task set (issue 16): question types that need 2-D context between patches
+# ------------------------------------------------------------------------------------------------
+#
+#   type      question                                                  answer
+#   neighbor  What is directly to the left of the red circle?           blue star
+#             (... to the right of / directly above / directly below)
+#   edge      How many shapes touch the top edge?                       0-9
+#             (top / bottom / left / right)
+#   count9    How many shapes are there?                                1-9
+#
+# These are asked on their own scenes ("crowded": 1-9 shapes, radius 5 to min(11, 20/sqrt(n)) px, about
+# 30 % of them cut off by one image edge). "Directly left of X" is the nearest shape whose centre lies
+# within BAND px of X's row on its left; the question is asked only when that is unambiguous (no other
+# shape on that side between BAND and BAND_OUT px off the row, and the nearest leads the second by
+# NEAR_GAP px). Touching an edge is a fact of construction: a touching shape is cut by the edge by 20-50 %
+# of its radius, and every other shape keeps 3 px clear of every edge.
+#
+# Held-out split: crowded scenes use the same composition hash as above, and in addition every neighbor
+# question's triple (reference object, direction, answer object) is hashed into train or test (1 in 5):
+# no training scene is ever asked a held-out triple, so test neighbor questions are unseen compositions of
+# the question itself. The old five types and their generators are unchanged; `mixed_*` below combine
+# both task sets (old questions on old scenes, new questions on crowded scenes).
+
+NEW_TYPES = ["neighbor", "edge", "count9"]
+ALL_TYPES = TYPES + NEW_TYPES
+N_MAX = 9
+EDGES = ["top", "bottom", "left", "right"]
+DIRECTIONS = ["left", "right", "above", "below"]
+DIR_TEXT = {"left": "to the left of", "right": "to the right of", "above": "directly above", "below": "directly below"}
+P_EDGE = 0.35                  # chance that a shape is placed cut by one edge
+EDGE_CUT = (0.2, 0.5)          # how far (x r) a touching shape reaches past its edge
+EDGE_CLEAR = 3.0               # other shapes: px between their bounding extent and every edge
+BAND, BAND_OUT, NEAR_GAP = 5.0, 9.0, 4.0
+
+
+def _extent(shape, rot, edge):
+    """How far (x r) the shape reaches from its centre towards an edge, with its rotation (degrees)."""
+    if shape == "circle":
+        return 0.9
+    c, s = math.cos(math.radians(rot)), math.sin(math.radians(rot))
+    pts = [(u * c - v * s, u * s + v * c) for u, v in _POLY[SHAPES.index(shape)].tolist()]   # image offsets
+    return max({"top": -y, "bottom": y, "left": -x, "right": x}[edge] for x, y in pts)
+
+
+def neighbor_split(ref, direction, ans):
+    key = "%s %s|%s|%s %s" % (ref + (direction,) + ans)
+    return "test" if zlib.crc32(key.encode()) % TEST_EVERY == 0 else "train"
+
+
+def sample_scene_spatial(rng, split, n=None):
+    """One crowded scene of the given split: background and 1-9 objects, each with `edge` (None or the
+    edge it touches)."""
+    while True:
+        k = n if n is not None else rng.randint(1, N_MAX)
+        pairs = set()
+        while len(pairs) < k:
+            pairs.add((rng.choice(COLOR_NAMES), rng.choice(SHAPES)))
+        pairs = sorted(pairs)
+        if split is not None and composition_split(pairs) != split:
+            continue
+        rng.shuffle(pairs)
+        rmax = min(R_MAX, 20.0 / math.sqrt(k))
+        objects = []
+        for color, shape in pairs:
+            for _try in range(80):
+                r = rng.uniform(5.0, rmax)
+                rot = rng.uniform(-12, 12) if shape in ("triangle", "star") else 0.0
+                lo, hi = 1.2 * r + EDGE_CLEAR, IMAGE_SIZE - 1.2 * r - EDGE_CLEAR
+                cx, cy = rng.uniform(lo, hi), rng.uniform(lo, hi)
+                edge = rng.choice(EDGES) if rng.random() < P_EDGE else None
+                if edge is not None:
+                    d = (_extent(shape, rot, edge) - rng.uniform(*EDGE_CUT)) * r   # centre to edge
+                    cx = {"left": d, "right": IMAGE_SIZE - d}.get(edge, cx)
+                    cy = {"top": d, "bottom": IMAGE_SIZE - d}.get(edge, cy)
+                if all(math.hypot(cx - o["cx"], cy - o["cy"]) >= 1.15 * (r + o["r"]) + 1.0 for o in objects):
+                    rgb = [min(255, max(0, c + rng.randint(-JITTER, JITTER))) for c in COLORS[color]]
+                    objects.append({"color": color, "shape": shape, "cx": cx, "cy": cy, "r": r, "rot": rot,
+                                    "rgb": rgb, "edge": edge})
+                    break
+            else:
+                break
+        if len(objects) < k:
+            continue
+        c0 = [rng.randint(10, 110) for _ in range(3)]
+        c1 = [min(120, max(0, c + rng.randint(-45, 45))) for c in c0] if rng.random() < 0.7 else list(c0)
+        ang = rng.uniform(0, 2 * math.pi)
+        return {"objects": objects, "bg": {"c0": c0, "c1": c1, "dir": [math.cos(ang), math.sin(ang)]}}
+
+
+def neighbor_of(scene, x, direction):
+    """The object directly left/right/above/below x, or None when there is none or it is ambiguous."""
+    horiz = direction in ("left", "right")
+    sign = -1 if direction in ("left", "above") else 1
+    near, ambiguous = [], False
+    for o in scene["objects"]:
+        if o is x:
+            continue
+        along = (o["cx"] - x["cx"]) if horiz else (o["cy"] - x["cy"])
+        across = abs(o["cy"] - x["cy"]) if horiz else abs(o["cx"] - x["cx"])
+        if along * sign <= 0:
+            continue
+        if across <= BAND:
+            near.append((abs(along), o))
+        elif across < BAND_OUT:
+            ambiguous = True
+    if ambiguous or not near:
+        return None
+    near.sort(key=lambda t: t[0])
+    if len(near) > 1 and near[1][0] - near[0][0] < NEAR_GAP:
+        return None
+    return near[0][1]
+
+
+def qa_candidates_spatial(scene, split):
+    """{type: [(question, answer), ...]} for the new types; neighbor questions only of `split`'s triples."""
+    objs = scene["objects"]
+    out = {t: [] for t in NEW_TYPES}
+    for x in objs:
+        for d in DIRECTIONS:
+            y = neighbor_of(scene, x, d)
+            if y is None:
+                continue
+            if split is not None and neighbor_split((x["color"], x["shape"]), d, (y["color"], y["shape"])) != split:
+                continue
+            out["neighbor"].append(("What is %s the %s %s?" % (DIR_TEXT[d], x["color"], x["shape"]),
+                                    "%s %s" % (y["color"], y["shape"])))
+    for e in EDGES:
+        out["edge"].append(("How many shapes touch the %s edge?" % e, str(sum(o["edge"] == e for o in objs))))
+    out["count9"].append(("How many shapes are there?", str(len(objs))))
+    return out
+
+
+def pick_spatial(rng, cands, qtype):
+    """One (question, answer) of a new type; edge questions ask about an edge that some shape touches 70 %
+    of the time (the rest are often 0)."""
+    items = cands[qtype]
+    touched = [qa for qa in items if qa[1] != "0"]
+    if qtype == "edge" and touched and rng.random() < 0.7:
+        items = touched
+    return rng.choice(items)
+
+
+def test_item_spatial(seed, split, i):
+    """Question i of a split of the new types (cycling through NEW_TYPES)."""
+    rng = random.Random("shapes2-%d-%s-%d" % (seed, split, i))
+    qtype = NEW_TYPES[i % len(NEW_TYPES)]
+    while True:
+        scene = sample_scene_spatial(rng, split, n=rng.randint(2, N_MAX) if qtype == "neighbor" else None)
+        cands = qa_candidates_spatial(scene, split)
+        if cands[qtype]:
+            q, a = pick_spatial(rng, cands, qtype)
+            return scene, qtype, q, a
+
+
+def train_scene_spatial(seed, i, per_scene=6):
+    rng = random.Random("shapes2-%d-train-%d" % (seed, i))
+    scene = sample_scene_spatial(rng, "train")
+    cands = qa_candidates_spatial(scene, "train")
+    avail = [t for t in NEW_TYPES if cands[t]]
+    return scene, [(t,) + pick_spatial(rng, cands, t) for t in (rng.choice(avail) for _ in range(per_scene))]
+
+
+def mixed_test_item(seed, split, i):
+    """Question i of the mixed test split, types cycling through ALL_TYPES. An old-type question is exactly
+    the old split's question of that type with the same rank (test_item), so its numbers stay comparable."""
+    k, m = i % len(ALL_TYPES), i // len(ALL_TYPES)
+    if k < len(TYPES):
+        return test_item(seed, split, m * len(TYPES) + k)
+    return test_item_spatial(seed, split, m * len(NEW_TYPES) + (k - len(TYPES)))
+
+
+def mixed_train_scene(seed, i, per_scene=6):
+    """Training scene i of the mixed set: even i = old scene i/2 (train_scene), odd = crowded scene."""
+    return train_scene(seed, i // 2, per_scene) if i % 2 == 0 else train_scene_spatial(seed, i // 2, per_scene)
+
+
+def all_texts_spatial():
+    """all_texts() plus every string of the new types."""
+    texts = set(all_texts())
+    texts.update(str(k) for k in range(N_MAX + 1))
+    for e in EDGES:
+        texts.add("How many shapes touch the %s edge?" % e)
+    for c in COLOR_NAMES:
+        for s in SHAPES:
+            texts.add("%s %s" % (c, s))
+            for d in DIRECTIONS:
+                texts.add("What is %s the %s %s?" % (DIR_TEXT[d], c, s))
+    return sorted(texts)
+
+
+TASKS = {   # task set -> (types, test item, train scene, tokenizer texts)
+    "classic": (TYPES, test_item, train_scene, all_texts),
+    "mixed": (ALL_TYPES, mixed_test_item, mixed_train_scene, all_texts_spatial),
+}
+
+
+# ------------------------------------------------------------------------------------------------
 # files
 # ------------------------------------------------------------------------------------------------
 
@@ -308,10 +509,10 @@ def write_png(path, img):
                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
-def write_split(out, split, n, seed=0):
+def write_split(out, split, n, seed=0, task="classic"):
     """Writes out/questions.jsonl, out/gt.jsonl and out/images/<split>_<i>.png for n questions."""
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
-    items = [test_item(seed, split, i) for i in range(n)]
+    items = [TASKS[task][1](seed, split, i) for i in range(n)]
     imgs = []
     for k in range(0, n, 64):
         imgs.append(render_batch([it[0] for it in items[k:k + 64]]))
@@ -333,9 +534,11 @@ def _main():
     ap.add_argument("--split", default="test", choices=["train", "test"])
     ap.add_argument("--n", type=int, default=50, help="number of questions (one image each)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--task", default="classic", choices=sorted(TASKS),
+                    help="classic: the five old types; mixed: those and the spatial types, cycling (issue 16)")
     a = ap.parse_args()
-    items, _ = write_split(a.out, a.split, a.n, a.seed)
-    counts = {t: sum(it[1] == t for it in items) for t in TYPES}
+    items, _ = write_split(a.out, a.split, a.n, a.seed, a.task)
+    counts = {t: sum(it[1] == t for it in items) for t in TASKS[a.task][0]}
     print("wrote %d questions to %s: %s" % (len(items), a.out, counts))
 
 
