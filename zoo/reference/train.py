@@ -40,6 +40,11 @@ import vlmamba_ref as ref       # noqa: E402
 
 SPECIALS = ["<|endoftext|>", "<|padding|>"]
 EOS, PAD = 0, 1
+TASK = {"name": "classic"}   # dataset task set (dataset.TASKS); --task sets it
+
+
+def task_types():
+    return ds.TASKS[TASK["name"]][0]
 
 
 def log(*a):
@@ -154,7 +159,7 @@ def make_tokenizer(out_dir):
     """tokenizer.json in out_dir: HF-trained when `tokenizers` exists, else (CPU debugging only) a copy of
     the test fixture tokenizer. Returns (ByteBPE, source)."""
     path = os.path.join(out_dir, "tokenizer.json")
-    texts = ds.all_texts()
+    texts = ds.TASKS[TASK["name"]][3]()
     try:
         hf = train_tokenizer(texts, path)
         src = "hf"
@@ -216,6 +221,20 @@ def scan_batched(u, delta, A, Bm, Cm, D, dtype=torch.float32):
         hs = _LinearRecurrence.apply(dA.contiguous(), dBu.contiguous())   # (L, b, G, dg, N)
         y = torch.einsum("lbgdn,lbgn->bgdl", hs, Cm.permute(3, 0, 1, 2))  # (b, G, dg, L)
         return y + D[None, :, :, None] * u
+
+
+SCAN_IMPL = {"name": "auto"}   # auto: the fused Triton scan on CUDA when Triton is there, else scan_batched
+
+
+def scan(u, delta, A, Bm, Cm, D):
+    """scan_batched, or fused_scan.scan_fused (same contract) on CUDA: --scan-impl auto|loop|triton."""
+    if SCAN_IMPL["name"] != "loop" and u.is_cuda:
+        import fused_scan
+        if fused_scan.available(u.device):
+            return fused_scan.scan_fused(u, delta, A, Bm, Cm, D)
+        if SCAN_IMPL["name"] == "triton":
+            raise RuntimeError("--scan-impl triton: Triton is not available")
+    return scan_batched(u, delta, A, Bm, Cm, D)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -306,7 +325,7 @@ class SS2D(nn.Module):
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)    # (B, K, D_i, L)
         delta = F.softplus(dts.float() + self.dt_projs_bias.float()[None, :, :, None])
         A = -torch.exp(self.A_logs.float()).reshape(self.k, self.di, self.n)
-        ys = scan_batched(seqs, delta, A, Bs, Cs, self.Ds.reshape(self.k, self.di))   # (B, K, D_i, L)
+        ys = scan(seqs, delta, A, Bs, Cs, self.Ds.reshape(self.k, self.di))          # (B, K, D_i, L)
         if self.scan == "bsm":
             y = ys[:, 0] + ys[:, 1].flip(-1)                               # (B, D_i, L)
         else:
@@ -404,7 +423,7 @@ class MambaMixer(nn.Module):
         dt, Bm, Cm = torch.split(self.x_proj(x.transpose(1, 2)), [self.r, self.n, self.n], dim=-1)
         delta = F.softplus((dt @ self.dt_proj.weight.t()).float() + self.dt_proj.bias.float())   # (B, L, D_i)
         A = -torch.exp(self.A_log.float())                                 # (D_i, N)
-        y = scan_batched(x[:, None], delta.transpose(1, 2)[:, None], A[None], Bm.transpose(1, 2)[:, None],
+        y = scan(x[:, None], delta.transpose(1, 2)[:, None], A[None], Bm.transpose(1, 2)[:, None],
                          Cm.transpose(1, 2)[:, None], self.D[None])[:, 0]  # (B, D_i, L)
         y = y * F.silu(z.transpose(1, 2).float())                         # gate inside the scan (Mamba LM)
         return self.out_proj(y.transpose(1, 2))                            # (B, L, d)
@@ -506,14 +525,14 @@ def pixels(imgs_u8):
 # ------------------------------------------------------------------------------------------------
 
 def _train_chunk(args):
-    seed, lo, hi, per = args
-    return [ds.train_scene(seed, i, per) for i in range(lo, hi)]
+    seed, lo, hi, per, task = args
+    return [ds.TASKS[task][2](seed, i, per) for i in range(lo, hi)]
 
 
 def build_train(n_scenes, enc, device, seed=0, per_scene=6):
     """Images (N, S, S, 3) uint8 on device; rows of ids (M, T), loss masks (M, T), scene index (M)."""
     t0 = time.time()
-    chunks = [(seed, lo, min(n_scenes, lo + 2000), per_scene) for lo in range(0, n_scenes, 2000)]
+    chunks = [(seed, lo, min(n_scenes, lo + 2000), per_scene, TASK["name"]) for lo in range(0, n_scenes, 2000)]
     if n_scenes >= 20000:
         import multiprocessing as mp
         with mp.get_context("fork").Pool(min(16, os.cpu_count() or 1)) as pool:
@@ -538,7 +557,7 @@ def build_train(n_scenes, enc, device, seed=0, per_scene=6):
                 rows.append(qi + ai)
                 masks.append([False] * len(qi) + [True] * len(ai))
             qa_idx.append(k)
-            qtype.append(ds.TYPES.index(t))
+            qtype.append(task_types().index(t))
     qa_idx = torch.tensor(qa_idx)
     text_len = max(len(r) for r in rows)
     rows = [r + [PAD] * (text_len - len(r)) for r in rows]
@@ -549,7 +568,7 @@ def build_train(n_scenes, enc, device, seed=0, per_scene=6):
     qtype = torch.tensor(qtype)
     log("data: %d scenes (%.1fs), rendered (%.1fs), %d QA rows, %d distinct, text length <= %d (%.1fs); types %s" % (
         n_scenes, t1 - t0, t2 - t1, len(qa_idx), len(rows), text_len, time.time() - t2,
-        torch.bincount(qtype, minlength=5).tolist()))
+        torch.bincount(qtype, minlength=len(task_types())).tolist()))
     return imgs, ids.to(device), mask.to(device), scene.to(device), qtype.to(device)
 
 
@@ -585,7 +604,7 @@ def eval_reference(model_dir, items, enc, procs=None):
 
 def score(answers, items):
     acc = {}
-    for t in ds.TYPES + ["overall"]:
+    for t in [t for t in ds.ALL_TYPES if any(it[3] == t for it in items)] + ["overall"]:
         sel = [i for i, it in enumerate(items) if t == "overall" or it[3] == t]
         if sel:
             ok = sum(answers[i].strip().lower() == items[i][2].strip().lower() for i in sel)
@@ -692,26 +711,58 @@ def main():
     ap.add_argument("--gt")
     ap.add_argument("--images")
     ap.add_argument("--answers-out")
+    ap.add_argument("--procs", type=int, default=0, help="--eval-only: processes (0: up to 16)")
+    # issue 16: the mixed task set, the fused scan, shared data and equal steps across concurrent runs
+    ap.add_argument("--task", default="classic", choices=sorted(ds.TASKS), help="dataset task set")
+    ap.add_argument("--scan-impl", default="auto", choices=["auto", "loop", "triton"],
+                    help="selective scans: fused Triton kernels on CUDA (auto, when Triton is there) or scan_batched")
+    ap.add_argument("--prepare-data", help="build tokenizer, training rows and test images into this file and exit")
+    ap.add_argument("--data", help="train on a --prepare-data file (tokenizer.json beside it) instead of building data")
+    ap.add_argument("--sync-dir", help="equal steps across concurrent runs: barrier, step-time report, shared total "
+                                       "(written by ablation_parallel.py)")
+    ap.add_argument("--name", default="run", help="this run's name in --sync-dir")
+    ap.add_argument("--rate-steps", type=int, default=50, help="--sync-dir: ms/step measured over steps 10..this")
+    ap.add_argument("--deadline", type=float, default=0, help="stop training at this Unix time (a safety net)")
+    ap.add_argument("--eval-every", type=int, default=200, help="teacher-forced test check every this many steps")
+    ap.add_argument("--tf-test", type=int, default=500, help="questions in the teacher-forced check")
+    ap.add_argument("--no-eval", action="store_true", help="skip the final reference eval (done elsewhere)")
     a = ap.parse_args()
+    TASK["name"] = a.task
+    SCAN_IMPL["name"] = a.scan_impl
 
     if a.eval_only:
         enc = ByteBPE(os.path.join(a.model, "tokenizer.json"))
         items = load_split(a.questions, a.gt, a.images)
         t0 = time.time()
-        answers, acc = eval_reference(a.model, items, enc)
+        answers, acc = eval_reference(a.model, items, enc, a.procs or None)
         log(json.dumps(acc, indent=1))
         log("reference eval: %d questions in %.1fs" % (len(items), time.time() - t0))
         if a.answers_out:
+            with open(a.questions) as fq:
+                qids = [json.loads(line)["question_id"] for line in fq if line.strip()]
             with open(a.answers_out, "w") as f:
-                for it, ans in zip(items, answers):
-                    f.write(json.dumps({"question": it[1], "answer": ans, "gt": it[2], "type": it[3]}) + "\n")
+                for qid, it, ans in zip(qids, items, answers):
+                    f.write(json.dumps({"question_id": qid, "question": it[1], "answer": ans, "gt": it[2],
+                                        "type": it[3]}) + "\n")
         return
 
     t_start = time.time()
     dev = torch.device(a.device)
+    if a.prepare_data:
+        prepare_data(a, dev)
+        return
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(a.seed)
-    if a.init:
+    shared = None
+    if a.data:
+        import shutil
+        shared = torch.load(a.data)
+        TASK["name"] = shared["task"]
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(a.data)), "tokenizer.json"), a.out)
+        enc, tok_src = ByteBPE(os.path.join(a.out, "tokenizer.json")), shared["tokenizer"]
+        cfg = make_config((enc.size + 15) // 16 * 16, connector=a.connector, scan=a.scan,
+                          **({"width": 32, "vlayers": 2, "d": 32, "layers": 2} if a.small else {}))
+    elif a.init:
         import shutil
         if os.path.abspath(a.init) != os.path.abspath(a.out):
             shutil.copy(os.path.join(a.init, "tokenizer.json"), a.out)
@@ -738,11 +789,17 @@ def main():
         log("check: training module vs reference VLMamba logits (float32): max rel err %.2e" % (
             check_model(model, cfg, a.out, enc, dev)))
 
-    imgs, ids, mask, scene, qtype = build_train(a.scenes, enc, dev, a.seed)
-    test_items = [ds.test_item(a.seed, "test", i) for i in range(a.test)]
-    tb = 512 if dev.type == "cuda" else 1
-    test_imgs = torch.cat([ds.render_batch([it[0] for it in test_items[k:k + tb]], device=dev)
-                           for k in range(0, len(test_items), tb)]).to(dev)   # (N, S, S, 3) uint8
+    if shared is not None:
+        imgs, ids, mask, scene, qtype = [shared[k].to(dev) for k in ("imgs", "ids", "mask", "scene", "qtype")]
+        test_items = [(None,) + tuple(t) for t in shared["test"]][:a.test]
+        test_imgs = shared["test_imgs"][:a.test].to(dev)
+        log("data: %s (%d scenes, %d QA rows, task %s, data seed %d)" % (
+            a.data, imgs.shape[0], ids.shape[0], shared["task"], shared["seed"]))
+        del shared
+    else:
+        imgs, ids, mask, scene, qtype = build_train(a.scenes, enc, dev, a.seed)
+        test_items = [ds.TASKS[TASK["name"]][1](a.seed, "test", i) for i in range(a.test)]
+        test_imgs = render_items(test_items, dev)
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "A_log" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "A_log" not in n)]
@@ -753,10 +810,27 @@ def main():
     total = a.max_steps or 10 ** 9
     amp = dev.type == "cuda" or os.environ.get("SHAPES_AMP_CPU") == "1"   # the latter only to test bf16 paths
     step, t_train, losses = 0, time.time(), []
-    hist = []
+    hist, sync_ms, stopped_early = [], None, False
+    tf_n = min(a.tf_test, len(test_items))
     model.train()
     while True:
-        if step == 30 and not a.max_steps:   # fix the schedule length from the measured step time
+        if a.sync_dir and step == 0:
+            _sync_put(a.sync_dir, a.name + ".ready", "1")
+            _sync_wait(a.sync_dir, "go")
+            t_train = time.time()
+        if a.sync_dir and step == a.rate_steps:   # equal steps: report ms/step, wait for the shared total
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            sync_ms = 1e3 * (time.time() - t_first) / (a.rate_steps - 10)
+            _sync_put(a.sync_dir, a.name + ".rate", "%.3f" % sync_ms)
+            total = int(_sync_wait(a.sync_dir, "total"))
+            log("sync: %.1f ms/step over steps 10-%d with the others running; total %d steps" % (
+                sync_ms, a.rate_steps, total))
+        if a.deadline and time.time() > a.deadline:
+            log("deadline reached at step %d: stopping" % step)
+            stopped_early = True
+            break
+        if step == 30 and not a.max_steps and not a.sync_dir:   # fix the schedule length from the measured step time
             per = (time.time() - t_first) / 20
             total = max(step + 1, int((budget - (time.time() - t_train)) / per) + step)
             mem = torch.cuda.max_memory_allocated() / 2 ** 30 if dev.type == "cuda" else 0.0
@@ -794,8 +868,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()) if step % 50 == 0 or step < 10 else None)
-        if step % 200 == 0 or step == total - 1:
-            tf = teacher_forced(model, test_imgs[:500], test_items[:500], enc, dev, amp)
+        if step % a.eval_every == 0 or step == total - 1:
+            tf = teacher_forced(model, test_imgs[:tf_n], test_items[:tf_n], enc, dev, amp)
             hist.append({"step": step, "time": round(time.time() - t_train, 1), "loss": float(loss), "tf_acc": tf})
             log("step %5d  t %6.1fs  lr %.2e  loss %.4f  test teacher-forced exact %s" % (
                 step, time.time() - t_train, lr, float(loss), json.dumps(tf)))
@@ -803,22 +877,67 @@ def main():
         step += 1
     t_train = time.time() - t_train
     log("trained %d steps in %.1fs (batch %d, %d samples)" % (step, t_train, a.batch, step * a.batch))
+    peak = torch.cuda.max_memory_allocated() / 2 ** 30 if dev.type == "cuda" else 0.0
 
     model.eval()
     n_params, size = export(model, cfg, a.out)
     log("exported %s: %d parameters, model.safetensors %d bytes (bf16)" % (a.out, n_params, size))
     items = [(test_imgs[i].cpu(), it[2], it[3], it[1]) for i, it in enumerate(test_items)]
-    t0 = time.time()
-    answers, acc = eval_reference(a.out, items, enc)
-    log("reference eval (float32 greedy, %d questions, %.1fs): %s" % (len(items), time.time() - t0, json.dumps(acc)))
+    answers, acc = [], None
+    if not a.no_eval:
+        t0 = time.time()
+        answers, acc = eval_reference(a.out, items, enc)
+        log("reference eval (float32 greedy, %d questions, %.1fs): %s" % (len(items), time.time() - t0, json.dumps(acc)))
     with open(a.report or os.path.join(a.out, "..", "train_report.json"), "w") as f:
         json.dump({"accuracy": acc, "connector_config": cfg["connector_config"], "connector_params": n_conn,
                    "minutes": a.minutes, "seed": a.seed, "steps": step, "train_seconds": round(t_train, 1), "batch": a.batch,
-                   "scenes": a.scenes, "params": n_params, "bytes": size, "history": hist,
+                   "scenes": a.scenes if not a.data else int(imgs.shape[0]), "params": n_params, "bytes": size,
+                   "history": hist, "losses": [(i, l) for i, l in enumerate(losses) if l is not None],
+                   "task": TASK["name"], "scan_impl": SCAN_IMPL["name"], "sync_ms_per_step": sync_ms,
+                   "stopped_early": stopped_early, "planned_steps": total, "peak_gpu_gib": round(peak, 2),
                    "total_seconds": round(time.time() - t_start, 1), "tokenizer": tok_src,
                    "wrong": [{"q": it[1], "gt": it[2], "got": ans} for it, ans in zip(items, answers)
                              if ans.strip().lower() != it[2].lower()][:60]}, f, indent=1)
     log("total %.1fs" % (time.time() - t_start))
+
+
+def _sync_put(d, name, text):
+    tmp = os.path.join(d, name + ".tmp%d" % os.getpid())
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(d, name))
+
+
+def _sync_wait(d, name, timeout=600):
+    path, t0 = os.path.join(d, name), time.time()
+    while not os.path.exists(path):
+        if time.time() - t0 > timeout:
+            raise RuntimeError("sync: no %s after %ds" % (path, timeout))
+        time.sleep(0.05)
+    with open(path) as f:
+        return f.read().strip()
+
+
+def render_items(items, dev):
+    tb = 512 if dev.type == "cuda" else 1
+    return torch.cat([ds.render_batch([it[0] for it in items[k:k + tb]], device=dev)
+                      for k in range(0, len(items), tb)]).to(dev)   # (N, S, S, 3) uint8
+
+
+def prepare_data(a, dev):
+    """--prepare-data FILE: tokenizer.json beside FILE; FILE holds the training rows, images and the test set,
+    so that concurrent runs train on identical data without building it each."""
+    t0 = time.time()
+    out_dir = os.path.dirname(os.path.abspath(a.prepare_data))
+    os.makedirs(out_dir, exist_ok=True)
+    enc, tok_src = make_tokenizer(out_dir)
+    imgs, ids, mask, scene, qtype = build_train(a.scenes, enc, dev, a.seed)
+    test_items = [ds.TASKS[TASK["name"]][1](a.seed, "test", i) for i in range(a.test)]
+    test_imgs = render_items(test_items, dev)
+    torch.save({"imgs": imgs.cpu(), "ids": ids.cpu(), "mask": mask.cpu(), "scene": scene.cpu(), "qtype": qtype.cpu(),
+                "test_imgs": test_imgs.cpu(), "test": [it[1:] for it in test_items], "task": TASK["name"],
+                "seed": a.seed, "tokenizer": tok_src}, a.prepare_data)
+    log("prepared %s in %.1fs" % (a.prepare_data, time.time() - t0))
 
 
 def teacher_forced(model, imgs, items, enc, dev, amp):
@@ -841,7 +960,7 @@ def teacher_forced(model, imgs, items, enc, dev, amp):
             ok.append(good.all(1).cpu())
     ok = torch.cat(ok)
     res = {}
-    for t in ds.TYPES:
+    for t in task_types():
         sel = [i for i, it in enumerate(items) if it[1] == t]
         res[t] = round(100.0 * float(ok[sel].float().mean()), 1) if sel else None
     res["all"] = round(100.0 * float(ok.float().mean()), 1)
