@@ -3,7 +3,8 @@
 Reads the train reports (reports/<variant>_s<seed>.json, as in ablation_parallel.py's results.tar.gz) and
 plots teacher-forced exact match on the held-out learning-curve questions against the training step: the
 mean over seeds per variant (line) and each seed (thin line), one panel for all eight question types and
-one for the three spatial types (neighbor, edge, count9).
+one for the three spatial types (neighbor, edge, count9). A seed whose last check scores 0 after a non-zero one
+(a run whose loss went NaN) is drawn dotted and left out of its variant's mean, and the legend says so.
 
   python3 zoo/reference/plot_ablation.py REPORTS_DIR docs/ablation-curves.png
 """
@@ -35,6 +36,10 @@ def curves(reports_dir):
     return out
 
 
+def diverged(pts):
+    return pts[-1][1] == 0.0 and max(p[1] for p in pts) > 0.0
+
+
 def draw_panel(d, box, data, idx, title, font, max_step):
     x0, y0, x1, y1 = box
     d.rectangle(box, outline=(0, 0, 0))
@@ -55,9 +60,19 @@ def draw_panel(d, box, data, idx, title, font, max_step):
     for v in VARIANTS:
         if v not in data:
             continue
-        seeds = data[v]
-        for pts in seeds.values():
-            d.line([px(p[0], p[idx]) for p in pts], fill=tuple(int(c + (255 - c) * 0.55) for c in COLOR[v]), width=1)
+        light = tuple(int(c + (255 - c) * 0.55) for c in COLOR[v])
+        for pts in data[v].values():
+            if diverged(pts):
+                for a, b in zip(pts, pts[1:]):   # dotted
+                    for k in range(0, 20, 2):
+                        p0 = [a[j] + (b[j] - a[j]) * k / 20.0 for j in range(3)]
+                        p1 = [a[j] + (b[j] - a[j]) * (k + 1) / 20.0 for j in range(3)]
+                        d.line([px(p0[0], p0[idx]), px(p1[0], p1[idx])], fill=COLOR[v], width=1)
+            else:
+                d.line([px(p[0], p[idx]) for p in pts], fill=light, width=1)
+        seeds = {k: pts for k, pts in data[v].items() if not diverged(pts)}
+        if not seeds:
+            continue
         steps = sorted(set.intersection(*[set(p[0] for p in pts) for pts in seeds.values()]))
         mean = [(s, sum(dict((p[0], p[idx]) for p in pts)[s] for pts in seeds.values()) / len(seeds)) for s in steps]
         d.line([px(s, m) for s, m in mean], fill=COLOR[v], width=3)
@@ -67,7 +82,7 @@ def main():
     reports_dir, png = sys.argv[1], sys.argv[2]
     data = curves(reports_dir)
     max_step = max(p[0] for seeds in data.values() for pts in seeds.values() for p in pts)
-    w, h = 900, 360
+    w, h = 900, 372
     img = Image.new("RGB", (w, h), (255, 255, 255))
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
@@ -75,12 +90,15 @@ def main():
            fill=(0, 0, 0), font=font)
     draw_panel(d, (40, 45, 410, 300), data, 1, "all 8 question types", font, max_step)
     draw_panel(d, (470, 45, 840, 300), data, 2, "spatial types (neighbor, edge, count9)", font, max_step)
-    ly = 330
+    ly = 345
     lx = 40
     for v in VARIANTS:
         if v in data:
             d.line([(lx, ly + 6), (lx + 24, ly + 6)], fill=COLOR[v], width=3)
-            d.text((lx + 30, ly), "%s (%d seeds)" % (LABEL[v], len(data[v])), fill=(0, 0, 0), font=font)
+            bad = sum(diverged(pts) for pts in data[v].values())
+            d.text((lx + 30, ly - (6 if bad else 0)), "%s (%d seeds)" % (LABEL[v], len(data[v])), fill=(0, 0, 0), font=font)
+            if bad:
+                d.text((lx + 30, ly + 6), "%d diverged: dotted" % bad, fill=(0, 0, 0), font=font)
             lx += 170
     img.save(png, optimize=True)
     print("wrote %s (%d bytes)" % (png, os.path.getsize(png)))
