@@ -21,6 +21,11 @@ directory, so it measures exactly the weights that ship.
   python3 zoo/reference/train.py --out OUTDIR [--minutes 4.5] [--device cuda] [--check]
   python3 zoo/reference/train.py --out OUTDIR --init zoo/shapes-vlmamba --lr 5e-4 --minutes 10   # continue
   python3 zoo/reference/train.py --eval-only -m MODEL_DIR --questions Q.jsonl --gt GT.jsonl --images DIR
+
+Issue 16 added: --task mixed (dataset.py's spatial question types besides the old ones); the fused Triton scan
+(fused_scan.py) on CUDA, --scan-impl auto|loop|triton; --prepare-data FILE / --data FILE (build the data once,
+train several runs on it); --sync-dir (a barrier and one shared step count for concurrent runs, driven by
+ablation_parallel.py); --deadline, --eval-every, --tf-test, --no-eval, and --procs for --eval-only.
 """
 
 import json
