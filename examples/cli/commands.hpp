@@ -15,5 +15,6 @@ void add_convert(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_score(CLI::App& app);
+void add_serve(CLI::App& app);  // only when built with cpp-httplib (VLMAMBA_HAVE_HTTPLIB)
 
 }  // namespace cli

@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
     cli::add_generate(app);
     cli::add_eval(app);
     cli::add_score(app);
+#ifdef VLMAMBA_HAVE_HTTPLIB
+    cli::add_serve(app);
+#endif
     cli::add_preprocess(app);
     cli::add_vision(app);
     cli::add_logits(app);

@@ -6,7 +6,14 @@
 
 #include "vlmamba/core/tensor.hpp"
 
+namespace vlmamba {
+class Model;
+}
+
 namespace vlmamba::test {
+
+// The bundled model (zoo/shapes-vlmamba), loaded once per test binary (defined in test_session.cpp).
+const Model& bundled_model();
 
 inline Tensor randn(Shape shape, std::uint32_t seed, float scale = 1.f) {
     std::mt19937 gen(seed);

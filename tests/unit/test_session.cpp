@@ -33,6 +33,12 @@ std::vector<std::int32_t> greedy_plain(const MambaLm& lm, const Tensor& embeds, 
 }
 }  // namespace
 
+// The bundled model, loaded once for the test binary (test_serve.cpp uses it too).
+const Model& vlmamba::test::bundled_model() {
+    static const Model m = Model::load(kBundled);
+    return m;
+}
+
 TEST_CASE("session: a Mamba LM fixture generates the greedy ids of the plain model API") {
     const fs::path dir = kData / "mamba" / "tiny-tied" / "hf-f32";
     const Model m = Model::load(dir);

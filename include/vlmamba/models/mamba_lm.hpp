@@ -45,6 +45,26 @@ struct MambaState {
         return s;
     }
 
+    // Appends the sequences of `o` (same model) after this state's: a sequence joins a running batch.
+    void append(const MambaState& o) {
+        VLM_CHECK(o.conv.size() == conv.size(), "mamba_state", "expected a state of ", conv.size(), " layers, got ",
+                  o.conv.size());
+        auto join = [](const Tensor& a, const Tensor& b) {
+            VLM_CHECK(a.size(1) == b.size(1) && a.size(2) == b.size(2), "mamba_state", "cannot append a state ",
+                      shape_str(b.shape()), " to ", shape_str(a.shape()));
+            Tensor out = Tensor::empty({a.size(0) + b.size(0), a.size(1), a.size(2)});  // (B + B', E, K|N)
+            const std::size_t na = std::size_t(a.numel()), nb = std::size_t(b.numel());
+            if (na) std::memcpy(out.data<float>(), a.data<float>(), na * 4);
+            if (nb) std::memcpy(out.data<float>() + na, b.data<float>(), nb * 4);
+            return out;
+        };
+        for (std::size_t i = 0; i < conv.size(); ++i) {
+            conv[i] = join(conv[i], o.conv[i]);
+            ssm[i] = join(ssm[i], o.ssm[i]);
+        }
+        batch += o.batch;
+    }
+
 private:
     void copy_from(const MambaState& o) {
         for (const auto& t : o.conv) conv.push_back(t.clone());
