@@ -46,6 +46,9 @@ std::size_t parse_size(const std::string& s) {
     return std::size_t(v * mult);
 }
 
+// JSON text; a reply's broken UTF-8 (a model may emit any bytes) becomes U+FFFD instead of an exception.
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
 void send_error(httplib::Response& res, const sv::ApiError& e) {
     res.status = e.status;
     res.set_content(sv::error_body(e), "application/json");
@@ -132,7 +135,7 @@ struct Server {
                        {"finish_reason", r.finish_reason}}}},
                     {"usage", usage(r, *job)},
                     {"timings", timings(*job)}};
-                res.set_content(body.dump(), "application/json");
+                res.set_content(dump(body), "application/json");
             } catch (const sv::ApiError& e) {
                 send_error(res, e);
             }
@@ -148,7 +151,7 @@ struct Server {
                                               {"created", now},
                                               {"model", alias},
                                               {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}}};
-                    const std::string line = "data: " + c.dump() + "\n\n";
+                    const std::string line = "data: " + dump(c) + "\n\n";
                     return sink.write(line.data(), line.size());
                 };
                 bool ok = chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
@@ -166,7 +169,7 @@ struct Server {
                         const nlohmann::json u = {{"id", id},        {"object", "chat.completion.chunk"},
                                                   {"created", now},  {"model", alias},
                                                   {"choices", nlohmann::json::array()}, {"usage", usage(r, *job)}};
-                        tail = "data: " + u.dump() + "\n\n";
+                        tail = "data: " + dump(u) + "\n\n";
                     }
                 } catch (const sv::ApiError& e) {
                     tail = "data: " + sv::error_body(e) + "\n\n";
@@ -210,7 +213,7 @@ void serve(const ServeOpts& o) {
             {"object", "list"},
             {"data", {{{"id", o.alias}, {"object", "model"}, {"created", s.created}, {"owned_by", "vlmamba"},
                        {"variant", model.variant()}}}}};
-        res.set_content(body.dump(), "application/json");
+        res.set_content(dump(body), "application/json");
     });
     http.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) { s.chat(req, res); });
     http.Post("/chat/completions", [&](const httplib::Request& req, httplib::Response& res) { s.chat(req, res); });

@@ -21,7 +21,10 @@ std::string base64(const std::vector<std::uint8_t>& b) {
     for (std::size_t i = 0; i < b.size(); i += 3) {
         const std::uint32_t v = std::uint32_t(b[i]) << 16 | (i + 1 < b.size() ? b[i + 1] << 8 : 0) |
                                 (i + 2 < b.size() ? b[i + 2] : 0);
-        s += {a[v >> 18], a[(v >> 12) & 63], i + 1 < b.size() ? a[(v >> 6) & 63] : '=', i + 2 < b.size() ? a[v & 63] : '='};
+        s.push_back(a[v >> 18]);
+        s.push_back(a[(v >> 12) & 63]);
+        s.push_back(i + 1 < b.size() ? a[(v >> 6) & 63] : '=');
+        s.push_back(i + 2 < b.size() ? a[v & 63] : '=');
     }
     return s;
 }
@@ -138,7 +141,7 @@ TEST_CASE("prefix cache: the longest cached prefix wins; the least recently used
         return serve::PrefixCache::Entry{std::move(key), lm.new_state(1), std::vector<float>(8, 0.f)};
     };
     const std::size_t one = entry({1, 2}).bytes();
-    serve::PrefixCache cache(3 * one + 8);
+    serve::PrefixCache cache(3 * one + 32);  // keys of 2, 4 and 1 words fit; a fourth entry does not
     cache.put(entry({1, 2}));
     cache.put(entry({1, 2, 3, 4}));
     cache.put(entry({7}));

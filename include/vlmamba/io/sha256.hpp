@@ -64,7 +64,10 @@ inline Sha256Digest sha256(std::span<const std::uint8_t> data) {
 inline std::string hex(const Sha256Digest& d) {
     static constexpr char digits[] = "0123456789abcdef";
     std::string s;
-    for (const std::uint8_t b : d) s += {digits[b >> 4], digits[b & 15]};
+    for (const std::uint8_t b : d) {
+        s.push_back(digits[b >> 4]);
+        s.push_back(digits[b & 15]);
+    }
     return s;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace vlmamba::serve {
@@ -50,10 +51,10 @@ struct Metrics {
         metric("vlmamba_busy_seconds_total", "counter", "Engine time in prefills and decode steps.", busy);
         metric("vlmamba_tokens_per_second", "gauge", "Generated tokens per busy second of the engine.",
                busy > 0 ? double(generated_tokens) / busy : 0.0);
-        metric("vlmamba_time_to_first_token_seconds_sum", "counter", "Sum of the times to first token.",
-               double(ttft_us) * 1e-6);
-        metric("vlmamba_time_to_first_token_seconds_count", "counter", "Requests with a first token.",
-               double(ttft_count));
+        s += "# HELP vlmamba_time_to_first_token_seconds Time from a request's arrival to its first token.\n"
+             "# TYPE vlmamba_time_to_first_token_seconds summary\n"
+             "vlmamba_time_to_first_token_seconds_sum " + num(double(ttft_us) * 1e-6) +
+             "\nvlmamba_time_to_first_token_seconds_count " + num(double(ttft_count)) + "\n";
         return s;
     }
 

@@ -37,7 +37,7 @@ inline std::string error_body(const ApiError& e) {
     return nlohmann::json{{"error",
                            {{"message", e.what()}, {"type", e.type}, {"param", or_null(e.param)},
                             {"code", or_null(e.code)}}}}
-        .dump();
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // a message may quote broken UTF-8
 }
 
 // Limits on a request; each has a flag of `vlmamba serve`.
