@@ -20,6 +20,8 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f, const char* what) {
         ->check(CLI::ExistingFile);
     cmd->add_option("--chat-template", f.chat_template,
                     "plain | llava_v1 | zephyr | chatml | a JSON file (default: the model's config.json)");
+    cmd->add_option("--tower", f.towers,
+                    "Cobra: a timm tower directory, NAME=DIR (dino, siglip; repeat), else from vlmamba.json");
 }
 
 vlmamba::Model load_model(const ModelFlags& f) {
@@ -28,6 +30,13 @@ vlmamba::Model load_model(const ModelFlags& f) {
     o.weights = f.dtype == "bf16" ? vlmamba::DType::BF16 : vlmamba::DType::F32;
     o.tokenizer = f.tokenizer;
     o.chat_template = f.chat_template;
+    for (const std::string& t : f.towers) {
+        const auto eq = t.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == t.size())
+            vlmamba::fail("cli", "--tower: expected NAME=DIR (e.g. dino=vit_large_patch14_reg4_dinov2.lvd142m), got '",
+                          t, "'");
+        o.towers[t.substr(0, eq)] = t.substr(eq + 1);
+    }
     Timer t;
     vlmamba::Model m = vlmamba::Model::load(f.dir, o);
     std::fprintf(stderr, "loaded %s (%s, %s, template %s) in %.2f s\n", f.dir.c_str(), m.variant().c_str(),

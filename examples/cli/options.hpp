@@ -1,5 +1,5 @@
 // The options every model subcommand shares, defined once: the model (-m, --device, --dtype, --tokenizer,
-// --chat-template), the prompt (-p, -f, --system, --ids) and generation (sampling, stops, output format). Flag names
+// --chat-template, --tower), the prompt (-p, -f, --system, --ids) and generation (sampling, stops, output format). Flag names
 // follow llama.cpp and transformers, with their usual aliases.
 #pragma once
 #include <CLI/CLI.hpp>
@@ -14,6 +14,7 @@ namespace cli {
 
 struct ModelFlags {
     std::string dir, device = "cpu", dtype = "f32", tokenizer, chat_template;
+    std::vector<std::string> towers;  // Cobra: NAME=DIR (dino, siglip)
 };
 void add_model_flags(CLI::App* cmd, ModelFlags& f, const char* what);
 // Loads the model (progress on stderr: "loaded DIR (variant) in S s").

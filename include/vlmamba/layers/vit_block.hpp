@@ -1,8 +1,9 @@
 // The pre-norm encoder block shared by CLIP and SigLIP (transformers modeling_clip.py: CLIPEncoderLayer;
-// modeling_siglip.py: SiglipEncoderLayer):
-//   x = x + out_proj(attention(LN1(x)))      attention: softmax(q kᵀ / √head_dim) v per head, no mask
-//   x = x + fc2(act(fc1(LN2(x))))            act: quick_gelu (CLIP), gelu_pytorch_tanh (SigLIP) or exact gelu
-// q, k and v come from one GEMM against the three weights stacked at load time.
+// modeling_siglip.py: SiglipEncoderLayer) and timm's ViTs (timm vision_transformer.py: Block):
+//   x = x + ls1 · out_proj(attention(LN1(x)))      attention: softmax(q kᵀ / √head_dim) v per head, no mask
+//   x = x + ls2 · fc2(act(fc1(LN2(x))))            act: quick_gelu (CLIP), gelu_pytorch_tanh (SigLIP) or exact gelu
+// ls1, ls2 are timm's LayerScale gammas (DINOv2), absent (1) otherwise. q, k and v come from one GEMM: HF's three
+// weights are stacked at load time, timm stores them stacked (attn.qkv).
 #pragma once
 #include <cmath>
 #include <string>
@@ -75,9 +76,13 @@ struct VitBlock {
     VitAttention self_attn;
     Tensor layer_norm2_weight, layer_norm2_bias;  // (C)
     VitMlp mlp;
+    Tensor ls1_gamma, ls2_gamma;                  // (C) timm LayerScale, or undefined
 
-    // `prefix` ends with "layers.{i}.".
+    // HF naming; `prefix` ends with "layers.{i}.".
     static VitBlock load(const Config& c, const std::string& prefix, const ParamSource& src);
+    // timm naming (norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2, ls1.gamma, ls2.gamma); `prefix` ends with
+    // "blocks.{i}.". LayerScale gammas are read when `layer_scale`.
+    static VitBlock load_timm(const Config& c, bool layer_scale, const std::string& prefix, const ParamSource& src);
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
     void forward_inplace(Tensor& x) const;  // x: (N, C) contiguous f32, updated in place
     // x: (B·N, C), B = images of N rows each (one batched product per weight, attention per image).
@@ -192,16 +197,46 @@ inline VitBlock VitBlock::load(const Config& c, const std::string& p, const Para
     return b;
 }
 
+inline VitBlock VitBlock::load_timm(const Config& c, bool layer_scale, const std::string& p, const ParamSource& src) {
+    const std::int64_t C = c.hidden, I = c.intermediate;
+    VLM_CHECK(c.heads > 0 && c.hidden % c.heads == 0, "vit_block", "expected num_heads dividing embed_dim, got ",
+              c.heads, " heads for embed_dim ", c.hidden);
+    VitBlock b;
+    b.cfg = c;
+    b.layer_norm1_weight = src.fetch(p + "norm1.weight", {C});
+    b.layer_norm1_bias = src.fetch(p + "norm1.bias", {C});
+    b.self_attn.cfg = {c.hidden, c.heads};
+    b.self_attn.qkv_weight = src.fetch(p + "attn.qkv.weight", {3 * C, C});  // rows: q, k, v
+    b.self_attn.qkv_bias = src.fetch(p + "attn.qkv.bias", {3 * C});
+    b.self_attn.out_proj_weight = src.fetch(p + "attn.proj.weight", {C, C});
+    b.self_attn.out_proj_bias = src.fetch(p + "attn.proj.bias", {C});
+    b.layer_norm2_weight = src.fetch(p + "norm2.weight", {C});
+    b.layer_norm2_bias = src.fetch(p + "norm2.bias", {C});
+    b.mlp.cfg = {c.hidden, c.intermediate, c.act};
+    b.mlp.fc1_weight = src.fetch(p + "mlp.fc1.weight", {I, C});
+    b.mlp.fc1_bias = src.fetch(p + "mlp.fc1.bias", {I});
+    b.mlp.fc2_weight = src.fetch(p + "mlp.fc2.weight", {C, I});
+    b.mlp.fc2_bias = src.fetch(p + "mlp.fc2.bias", {C});
+    if (layer_scale) {
+        b.ls1_gamma = src.fetch(p + "ls1.gamma", {C});
+        b.ls2_gamma = src.fetch(p + "ls2.gamma", {C});
+    }
+    return b;
+}
+
 inline void VitBlock::forward_inplace(Tensor& x, VitScratch& ws, int images) const {
     VLM_CHECK(x.ndim() == 2 && x.size(1) == cfg.hidden, "vit_block", "input has shape ", shape_str(x.shape()),
               ", expected (N, ", cfg.hidden, ")");
     VLM_CHECK(x.dtype() == DType::F32 && x.is_contiguous(), "vit_block", "expected a contiguous F32 residual, got ",
               dtype_name(x.dtype()), " strides ", shape_str(x.strides()));
     // modeling_clip.py: CLIPEncoderLayer.forward (the same in SiglipEncoderLayer)
+    // timm vision_transformer.py: Block.forward adds ls1(attn(norm1(x))) and ls2(mlp(norm2(x)))
     self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps), ws, images);
-    assign(x, x + ws.proj);  // x += attn(LN1(x))
+    if (ls1_gamma.defined()) assign(x, x + ws.proj * ls1_gamma);  // x += ls1 · attn(LN1(x))
+    else assign(x, x + ws.proj);                                  // x += attn(LN1(x))
     mlp.forward(layer_norm(x, layer_norm2_weight, layer_norm2_bias, cfg.eps), ws);
-    assign(x, x + ws.proj);  // x += mlp(LN2(x))
+    if (ls2_gamma.defined()) assign(x, x + ws.proj * ls2_gamma);  // x += ls2 · mlp(LN2(x))
+    else assign(x, x + ws.proj);                                  // x += mlp(LN2(x))
 }
 
 inline void VitBlock::forward_inplace(Tensor& x) const {

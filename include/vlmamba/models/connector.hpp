@@ -3,6 +3,8 @@
 //   MlpConnector            V_out = W2 · GELU(W1 · V + b1) + b2                 (LLaVA mlp2x_gelu)
 //   VssMlpConnector<Scan>   V_out = MLP(Norm(VSS(V) + V))                        (VSS at the vision width C_v)
 //   VssL2Connector<Scan>    V' = Linear1(V);  V_out = Linear2(Norm(VSS(GELU(V')) + V'))   (VSS at the LM width d)
+// and Cobra's projector (cobra/util/nn_utils.py: FusedMLPProjector, "fused-gelu-mlp"), named as Cobra saves it:
+//   FusedMlpConnector       V_out = W4 · GELU(W2 · GELU(W0 · V + b0) + b2) + b4    (C_v -> 4·C_v -> d -> d)
 // GELU is the exact erf form; Norm is LayerNorm(eps 1e-5, affine) (SPEC §8.1). Tokens are (L_v, C_v) of an H×W grid
 // in row-major order; forward(v) assumes a square grid.
 #pragma once
@@ -26,7 +28,7 @@ namespace vlmamba {
 // Declarations
 // ---------------------------------------------------------------------------------------------------------------
 
-enum class ConnectorType { Mlp, VssMlp, VssL2 };
+enum class ConnectorType { Mlp, VssMlp, VssL2, FusedMlp };
 
 // A model config's "connector_config" (SPEC §8.2), plus the two widths that come from the vision and text configs.
 struct ConnectorConfig {
@@ -44,7 +46,7 @@ struct ConnectorConfig {
 ConnectorConfig connector_config_from_json(const nlohmann::json& j, const std::string& where = "connector_config");
 // The same, from JSON text (e.g. a safetensors __metadata__ value).
 ConnectorConfig parse_connector_config(std::string_view json_text, const std::string& where = "connector_config");
-const char* connector_type_name(ConnectorType t);  // "mlp", "vss_mlp", "vss_l2"
+const char* connector_type_name(ConnectorType t);  // "mlp", "vss_mlp", "vss_l2", "fused_mlp"
 
 // Intermediates of one connector forward, for golden tests (VSS connectors only).
 struct ConnectorTrace {
@@ -63,6 +65,20 @@ struct MlpConnector {
     static MlpConnector load(const Config& c, const std::string& prefix, const ParamSource& src);
     Tensor forward(const Tensor& v, int H, int W, ConnectorTrace* trace = nullptr) const;  // (L, C_v) -> (L, d)
     Tensor forward(const Tensor& v) const;                                                 // square grid
+};
+
+// Cobra's fused-gelu-mlp (no VL-Mamba config names it: Cobra's arch_specifier does).
+struct FusedMlpConnector {
+    using Config = ConnectorConfig;
+    Config cfg;
+    Tensor linear0_weight, linear0_bias;  // projector.0: (4·C_v, C_v), (4·C_v)
+    Tensor linear2_weight, linear2_bias;  // projector.2: (d, 4·C_v), (d)
+    Tensor linear4_weight, linear4_bias;  // projector.4: (d, d), (d)
+
+    // `prefix` ends with "projector." (Cobra's checkpoint: "model.projector.projector.").
+    static FusedMlpConnector load(const Config& c, const std::string& prefix, const ParamSource& src);
+    Tensor forward(const Tensor& v, int H, int W, ConnectorTrace* trace = nullptr) const;  // (L, C_v) -> (L, d)
+    Tensor forward(const Tensor& v) const;
 };
 
 template <ScanPolicy Scan>
@@ -107,6 +123,7 @@ inline const char* connector_type_name(ConnectorType t) {
         case ConnectorType::Mlp: return "mlp";
         case ConnectorType::VssMlp: return "vss_mlp";
         case ConnectorType::VssL2: return "vss_l2";
+        case ConnectorType::FusedMlp: return "fused_mlp";
     }
     return "?";
 }
@@ -233,6 +250,36 @@ inline Tensor MlpConnector::forward(const Tensor& v) const {
     return forward(v, s, s);
 }
 
+// --- fused MLP (Cobra) ------------------------------------------------------------------------------------------
+
+inline FusedMlpConnector FusedMlpConnector::load(const Config& c, const std::string& p, const ParamSource& src) {
+    detail::check_connector(c, ConnectorType::FusedMlp, {}, "FusedMlpConnector");
+    const std::int64_t Cv = c.vision_width, d = c.lm_width, H = 4 * Cv;  // initial_projection_dim = 4 · fused dim
+    FusedMlpConnector m;
+    m.cfg = c;
+    m.linear0_weight = src.fetch(p + "0.weight", {H, Cv});
+    m.linear0_bias = src.fetch(p + "0.bias", {H});
+    m.linear2_weight = src.fetch(p + "2.weight", {d, H});
+    m.linear2_bias = src.fetch(p + "2.bias", {d});
+    m.linear4_weight = src.fetch(p + "4.weight", {d, d});
+    m.linear4_bias = src.fetch(p + "4.bias", {d});
+    return m;
+}
+
+inline Tensor FusedMlpConnector::forward(const Tensor& v, int H, int W, ConnectorTrace* trace) const {
+    detail::check_tokens(v, H, W, cfg.vision_width);
+    if (trace) *trace = {};
+    // nn_utils.py FusedMLPProjector: Linear, GELU, Linear, GELU, Linear
+    const Tensor h0 = gelu(linear(v, linear0_weight, linear0_bias));   // (L, 4·C_v)
+    const Tensor h2 = gelu(linear(h0, linear2_weight, linear2_bias));  // (L, d)
+    return linear(h2, linear4_weight, linear4_bias);                   // (L, d)
+}
+
+inline Tensor FusedMlpConnector::forward(const Tensor& v) const {
+    const int s = detail::square_side(v.size(0));
+    return forward(v, s, s);
+}
+
 // --- VSS-MLP ---------------------------------------------------------------------------------------------------
 
 template <ScanPolicy Scan>
@@ -324,6 +371,8 @@ decltype(auto) visit_connector_type(const ConnectorConfig& cfg, F&& f) {
         case ConnectorType::VssL2:
             return csm ? f(std::type_identity<VssL2Connector<CrossScan>>{})
                        : f(std::type_identity<VssL2Connector<BidirectionalScan>>{});
+        case ConnectorType::FusedMlp:
+            fail("connector", "fused_mlp is Cobra's projector: it has no VL-Mamba connector config");
         case ConnectorType::Mlp: break;
     }
     return f(std::type_identity<MlpConnector>{});

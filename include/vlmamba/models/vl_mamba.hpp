@@ -12,28 +12,42 @@
 #include "vlmamba/io/tokenizer.hpp"
 #include "vlmamba/models/connector.hpp"
 #include "vlmamba/models/load_mamba.hpp"
+#include "vlmamba/models/timm_vit.hpp"
 #include "vlmamba/models/vision_encoder.hpp"
 
 namespace vlmamba {
 
-// A VL-Mamba directory's config.json (SPEC §8.2), with the component directories resolved.
+// A model's configuration with its files resolved: a VL-Mamba directory's config.json (SPEC §8.2), or a Cobra
+// directory as shipped (cobra.hpp: load_cobra_config). The zoo's factory picks the compiled variant from it.
 struct VlMambaConfig {
-    std::filesystem::path dir;         // the VL-Mamba directory
-    std::filesystem::path vision_dir;  // vision_tower_path, or empty: tensors under vision_tower. in dir
-    std::filesystem::path text_dir;    // language_model_path, or empty: tensors under language_model. in dir
-    VisionConfig vision;
+    std::string format = "vlmamba";    // "vlmamba" or "cobra"
+    std::filesystem::path dir;         // the model directory
+    std::filesystem::path vision_dir;  // vision_tower_path, or empty: tensors under vision_tower. in `weights`
+    std::filesystem::path text_dir;    // language_model_path, or empty: tensors under lm_prefix in `weights`
+    std::filesystem::path weights;     // the file or directory holding the connector and LM tensors
+    std::string connector_prefix = "mm_projector.", lm_prefix = "language_model.";
+    VisionConfig vision;               // the CLIP / SigLIP tower (format vlmamba)
+    std::vector<TimmVitConfig> towers; // the timm towers fused on channels, in order (format cobra)
     ConnectorConfig connector;
     MambaConfig text;
-    PreprocessConfig preprocess;
-    std::string chat_template = "llava_v1";  // a ChatTemplate name, or a text containing {question}
+    std::vector<PreprocessConfig> preprocess;  // one per tower: pixels stack them on channels, 3 each
+    std::filesystem::path tokenizer;           // tokenizer.json, or empty
+    std::string chat_template = "llava_v1";    // a ChatTemplate name, or a text containing {question}
+
+    int grid() const { return towers.empty() ? vision.grid() : towers.front().grid(); }  // patches per side
+    int image_size() const { return preprocess.front().size; }
+    int pixel_channels() const { return 3 * int(preprocess.size()); }
 };
 
 VlMambaConfig load_vlmamba_config(const std::filesystem::path& dir);
 
-// The variant a config describes, e.g. "siglip/vss_l2/bsm" or "clip/mlp".
+// The variant a config describes, e.g. "siglip/vss_l2/bsm", "clip/mlp" or (timm towers) "dino+siglip/fused_mlp".
 inline std::string variant_name(const VlMambaConfig& c) {
-    return std::string(c.vision.family == VisionFamily::Clip ? "clip" : "siglip") + "/" +
-           connector_type_name(c.connector.type) + (c.connector.type == ConnectorType::Mlp ? "" : "/" + c.connector.scan);
+    std::string vision;
+    for (const TimmVitConfig& t : c.towers) vision += (vision.empty() ? "" : "+") + t.name;
+    if (c.towers.empty()) vision = c.vision.family == VisionFamily::Clip ? "clip" : "siglip";
+    const bool vss = c.connector.type == ConnectorType::VssMlp || c.connector.type == ConnectorType::VssL2;
+    return vision + "/" + connector_type_name(c.connector.type) + (vss ? "/" + c.connector.scan : "");
 }
 
 // A vision tower of one family, as a type: the model variant's structure says CLIP or SigLIP.
@@ -41,7 +55,10 @@ template <VisionFamily F>
 struct FamilyVisionEncoder {
     static constexpr VisionFamily family = F;
     VisionEncoder encoder;
-    Tensor features(const Tensor& pixels) const { return encoder.features(pixels); }  // (L_v, C_v)
+    // The tower of a VL-Mamba config: its component directory, or the "vision_tower." tensors of `root`.
+    static FamilyVisionEncoder load(const VlMambaConfig& c, WeightLoader& root);
+    Tensor features(const Tensor& pixels) const { return encoder.features(pixels); }              // (L_v, C_v)
+    Tensor features_batch(const Tensor& pixels) const { return encoder.features_batch(pixels); }  // (B, L_v, C_v)
 };
 using ClipVisionEncoder = FamilyVisionEncoder<VisionFamily::Clip>;
 using SiglipVisionEncoder = FamilyVisionEncoder<VisionFamily::Siglip>;
@@ -56,9 +73,10 @@ struct VlMamba {
 
     // Loads a VL-Mamba directory; every missing tensor or wrong shape is reported in one error per file.
     static VlMamba load(const std::filesystem::path& dir);
+    // Loads what a config names: the encoder (Encoder::load), then the connector and the LM from cfg.weights.
     static VlMamba load(const VlMambaConfig& cfg);
 
-    // pixels (1, 3, S, S) -> the connector's image prefix (L_v, d).
+    // pixels (1, 3·T, S, S) (T = 1 tower but for Cobra) -> the connector's image prefix (L_v, d).
     Tensor image_prefix(const Tensor& pixels) const;
     // [prefix_0; prefix_1; ...; embed(ids)] -> (L_total, d).
     Tensor input_embeddings(const std::vector<Tensor>& prefixes, std::span<const std::int32_t> ids) const;
@@ -79,6 +97,7 @@ inline VlMambaConfig load_vlmamba_config(const std::filesystem::path& dir) {
     VLM_CHECK(mt == "vlmamba", op, f, ": expected model_type \"vlmamba\", got \"", mt, "\"");
     VlMambaConfig c;
     c.dir = dir;
+    c.weights = dir;
     if (j.contains("vision_tower_path")) {
         c.vision_dir = dir / json_require<std::string>(j, "vision_tower_path", f, op);
         c.vision = load_vision_config(c.vision_dir / "config.json");
@@ -103,9 +122,14 @@ inline VlMambaConfig load_vlmamba_config(const std::filesystem::path& dir) {
     // Image preprocessing: the preset of the tower's family unless named, and the config's resize policy (pad).
     const nlohmann::json ip = j.value("image_preprocess", nlohmann::json::object());
     const std::string fallback = c.vision.family == VisionFamily::Clip ? "clip-vit-l-336" : "siglip-so400m-384";
-    c.preprocess = preset(json_get<std::string>(ip, "preset", fallback, f, op));
-    c.preprocess.size = c.vision.image_size;
-    c.preprocess.policy = parse_resize_policy(json_get<std::string>(ip, "resize", "pad", f, op));
+    PreprocessConfig pc = preset(json_get<std::string>(ip, "preset", fallback, f, op));
+    pc.size = c.vision.image_size;
+    pc.policy = parse_resize_policy(json_get<std::string>(ip, "resize", "pad", f, op));
+    c.preprocess = {pc};
+    // tokenizer.json: the directory's, else the language model component's
+    for (const std::filesystem::path& d : {c.dir, c.text_dir})
+        if (c.tokenizer.empty() && !d.empty() && std::filesystem::exists(d / "tokenizer.json"))
+            c.tokenizer = d / "tokenizer.json";
     // "chat_template", or the first round's "prompt_template" (SPEC §8.2)
     c.chat_template = json_get<std::string>(j, "chat_template",
                                             json_get<std::string>(j, "prompt_template", "llava_v1", f, op), f, op);
@@ -122,41 +146,45 @@ VlMamba<Encoder, Connector, Lm> VlMamba<Encoder, Connector, Lm>::load(const std:
     return load(load_vlmamba_config(dir));
 }
 
-template <class Encoder, class Connector, class Lm>
-VlMamba<Encoder, Connector, Lm> VlMamba<Encoder, Connector, Lm>::load(const VlMambaConfig& c) {
-    VLM_CHECK(c.vision.family == Encoder::family, "vlmamba", (c.dir / "config.json").string(),
-              ": the compiled variant expects a ", vision_family_name(Encoder::family), " tower, got ",
-              vision_family_name(c.vision.family));
-    VlMamba m;
-    m.cfg = c;
-    const WeightStore store = WeightStore::open(c.dir);
-    WeightLoader root(store);
-    // The vision tower: a component directory, or the "vision_tower." tensors of this file.
+template <VisionFamily F>
+FamilyVisionEncoder<F> FamilyVisionEncoder<F>::load(const VlMambaConfig& c, WeightLoader& root) {
+    VLM_CHECK(c.towers.empty() && c.vision.family == F, "vlmamba", (c.dir / "config.json").string(),
+              ": the compiled variant expects a ", vision_family_name(F), " tower, got ",
+              c.towers.empty() ? vision_family_name(c.vision.family) : "timm towers");
+    FamilyVisionEncoder e;
     if (!c.vision_dir.empty()) {
-        m.vision_tower.encoder = load_vision_tower(c.vision_dir);
-        m.vision_tower.encoder.cfg.feature_layer = c.vision.feature_layer;
+        e.encoder = load_vision_tower(c.vision_dir);
+        e.encoder.cfg.feature_layer = c.vision.feature_layer;
     } else {
         WeightLoader vt = root.scope("vision_tower.");
-        m.vision_tower.encoder = load_vision_tower(c.vision, vt);
+        e.encoder = load_vision_tower(c.vision, vt);
     }
-    m.mm_projector = Connector::load(c.connector, "mm_projector.", param_source(root));
-    std::filesystem::path tok_dir = c.dir;
+    return e;
+}
+
+template <class Encoder, class Connector, class Lm>
+VlMamba<Encoder, Connector, Lm> VlMamba<Encoder, Connector, Lm>::load(const VlMambaConfig& c) {
+    VlMamba m;
+    m.cfg = c;
+    const WeightStore store = WeightStore::open(c.weights);
+    WeightLoader root(store);
+    m.vision_tower = Encoder::load(c, root);
+    m.mm_projector = Connector::load(c.connector, c.connector_prefix, param_source(root));
     if (!c.text_dir.empty()) {
         m.language_model = load_mamba_lm(c.text_dir);
-        if (!std::filesystem::exists(tok_dir / "tokenizer.json")) tok_dir = c.text_dir;
     } else {
-        WeightLoader lm = root.scope("language_model.");
+        WeightLoader lm = root.scope(c.lm_prefix);
         m.language_model = Lm::load(c.text, param_source(lm));
     }
     root.finish();
-    if (std::filesystem::exists(tok_dir / "tokenizer.json")) m.tokenizer = Tokenizer::from_file(tok_dir / "tokenizer.json");
+    if (!c.tokenizer.empty()) m.tokenizer = Tokenizer::from_file(c.tokenizer);
     return m;
 }
 
 template <class Encoder, class Connector, class Lm>
 Tensor VlMamba<Encoder, Connector, Lm>::image_prefix(const Tensor& pixels) const {
     const Tensor features = vision_tower.features(pixels);  // (L_v, C_v)
-    const int g = cfg.vision.grid();
+    const int g = cfg.grid();
     return mm_projector.forward(features, g, g);             // (L_v, d)
 }
 

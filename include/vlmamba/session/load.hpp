@@ -16,22 +16,41 @@ inline void fnv1a(std::uint64_t& h, std::string_view bytes) {
     for (const char c : bytes) h = (h ^ std::uint8_t(c)) * 0x100000001b3ull;
 }
 
-// config.json and every tensor header of a directory, and of the component directories it names.
-inline void fingerprint_dir(std::uint64_t& h, const std::filesystem::path& dir) {
-    std::ifstream in(dir / "config.json", std::ios::binary);
+inline void fingerprint_file(std::uint64_t& h, const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
     fnv1a(h, ss.str());
-    const WeightStore store = WeightStore::open(dir);
+}
+
+// Every tensor header (name, dtype, shape) of a weights file or directory.
+inline void fingerprint_store(std::uint64_t& h, const std::filesystem::path& file_or_dir) {
+    const WeightStore store = WeightStore::open(file_or_dir);
     for (const std::string& n : store.names()) {
-        const Tensor t = store.get(n);
+        const WeightInfo t = store.info(n);
         fnv1a(h, n);
-        fnv1a(h, dtype_name(t.dtype()));
-        fnv1a(h, shape_str(t.shape()));
+        fnv1a(h, dtype_name(t.dtype));
+        fnv1a(h, shape_str(t.shape));
     }
+}
+
+// config.json and every tensor header of a directory, and of the component directories it names.
+inline void fingerprint_dir(std::uint64_t& h, const std::filesystem::path& dir) {
+    fingerprint_file(h, dir / "config.json");
+    fingerprint_store(h, dir);
     const nlohmann::json j = read_json_file(dir / "config.json", "model");
     for (const char* key : {"vision_tower_path", "language_model_path"})
         if (j.contains(key) && j[key].is_string()) fingerprint_dir(h, dir / j[key].get<std::string>());
+}
+
+// A Cobra directory: its config.json and checkpoint, and each tower's config and checkpoint.
+inline void fingerprint_cobra(std::uint64_t& h, const VlMambaConfig& c) {
+    fingerprint_file(h, c.dir / "config.json");
+    fingerprint_store(h, c.weights);
+    for (const TimmVitConfig& t : c.towers) {
+        fingerprint_file(h, t.config_file);
+        fingerprint_store(h, t.weights);
+    }
 }
 
 inline void require_cuda(const std::filesystem::path& dir) {
@@ -56,9 +75,12 @@ struct ModelLoader {
         m.dir_ = dir;
         m.device_ = o.device;
         std::string tmpl = "plain";
-        if (j.value("model_type", std::string()) == "vlmamba") {
-            auto vl = std::make_shared<zoo::AnyVlMamba>(zoo::load(dir));
-            m.variant_ = "vlmamba " + vl->variant();
+        const bool cobra = is_cobra_config(j);
+        VLM_CHECK(cobra || o.towers.empty(), op, (dir / "config.json").string(),
+                  ": towers are named (--tower) but this is not a Cobra directory");
+        if (cobra || j.value("model_type", std::string()) == "vlmamba") {
+            auto vl = std::make_shared<zoo::AnyVlMamba>(zoo::load(dir, CobraPaths{o.towers, {}}));
+            m.variant_ = vl->config().format + " " + vl->variant();
             tmpl = vl->config().chat_template;
             if (vl->tokenizer()) m.tokenizer_ = *vl->tokenizer();
             m.vl_ = std::move(vl);
@@ -74,11 +96,14 @@ struct ModelLoader {
         m.template_ = tmpl.ends_with(".json") || std::filesystem::is_regular_file(tmpl) ? ChatTemplate::from_file(tmpl)
                                                                                         : ChatTemplate::named(tmpl);
         m.fingerprint_ = 0xcbf29ce484222325ull;
-        detail::fingerprint_dir(m.fingerprint_, dir);
+        if (cobra) detail::fingerprint_cobra(m.fingerprint_, m.vl_->config());
+        else detail::fingerprint_dir(m.fingerprint_, dir);
 #ifdef VLMAMBA_WITH_CUDA
         if (o.device == Device::Cuda) {
             m.cuda_lm_ = std::make_shared<CudaMambaLm>(CudaMambaLm::upload(m.lm(), o.weights));
-            if (m.vl_) m.cuda_vision_ = std::make_shared<CudaVisionEncoder>(CudaVisionEncoder::upload(m.vl_->vision_encoder()));
+            // a single CLIP / SigLIP tower runs on the GPU; Cobra's timm towers stay on the CPU
+            if (m.vl_ && m.vl_->single_tower())
+                m.cuda_vision_ = std::make_shared<CudaVisionEncoder>(CudaVisionEncoder::upload(*m.vl_->single_tower()));
         }
 #endif
         return m;

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,11 +35,13 @@ struct ModelOptions {
     Device device = Device::Cpu;
     DType weights = DType::F32;        // CUDA: the LM's big matrices in F32 or BF16 (the CPU computes in f32)
     int threads = 0;                   // 0: all cores
-    std::filesystem::path tokenizer;   // a tokenizer.json when the directory has none (state-spaces checkpoints)
+    std::filesystem::path tokenizer;   // a tokenizer.json when the directory has none (state-spaces checkpoints, Cobra)
+    std::map<std::string, std::filesystem::path> towers;  // Cobra: "dino", "siglip" -> timm tower directory
     std::string chat_template;         // a template name or a JSON file; empty: the directory's default
 };
 
-// An image for a request: a file, a decoded image, or preprocessed pixels (3, S, S) or (1, 3, S, S).
+// An image for a request: a file, a decoded image, or preprocessed pixels (3, S, S) or (1, 3, S, S); a model of
+// several towers (Cobra) takes their pixels stacked on channels, (3·T, S, S).
 using ImageInput = std::variant<std::filesystem::path, Image, Tensor>;
 
 struct Timings {
@@ -52,7 +55,7 @@ public:
     static Model load(const std::filesystem::path& dir, const ModelOptions& options = {});  // load.hpp
 
     Kind kind() const { return vl_ ? Kind::VlMamba : Kind::MambaLm; }
-    // "mamba-lm", or the VL-Mamba variant, e.g. "vlmamba siglip/vss_l2/bsm".
+    // "mamba-lm", or the VL-Mamba variant, e.g. "vlmamba siglip/vss_l2/bsm", "cobra dino+siglip/fused_mlp".
     const std::string& variant() const { return variant_; }
     const std::filesystem::path& dir() const { return dir_; }
     Device device() const { return device_; }
@@ -72,7 +75,7 @@ public:
     const CudaMambaLm* cuda_lm() const { return cuda_lm_.get(); }
 #endif
 
-    // An image as pixels (1, 3, S, S), preprocessed as the model's config says.
+    // An image as pixels (1, 3·T, S, S), preprocessed as the model's config says (T = 1 but for Cobra's towers).
     Tensor pixels(const ImageInput& image) const;
     // Image prefixes for B images (B, 3, S, S): the tower runs once over the batch, then the connector per image.
     // Each prefix is (L_v, d). Adds the seconds spent to t.vision and t.connector.
@@ -100,9 +103,10 @@ private:
 
 inline Tensor Model::pixels(const ImageInput& image) const {
     VLM_CHECK(vl_, "model", dir_.string(), " is a text-only Mamba LM: it takes no images");
-    const auto& pc = vl_->config().preprocess;
+    const VlMambaConfig& c = vl_->config();
+    const std::int64_t S = c.image_size(), Ch = c.pixel_channels();
     if (const Tensor* t = std::get_if<Tensor>(&image)) {
-        const Shape want{1, 3, pc.size, pc.size};
+        const Shape want{1, Ch, S, S};
         const Tensor px = t->ndim() == 3 ? t->unsqueeze(0) : *t;
         VLM_CHECK(px.shape() == want, "model", "pixel_values has shape ", shape_str(t->shape()), ", expected ",
                   shape_str(want));
@@ -110,9 +114,12 @@ inline Tensor Model::pixels(const ImageInput& image) const {
     }
     const Image img = std::holds_alternative<Image>(image) ? std::get<Image>(image)
                                                            : load_image(std::get<std::filesystem::path>(image));
-    const std::vector<float> px = preprocess(img, pc);
-    Tensor t = Tensor::empty({1, 3, pc.size, pc.size});  // (1, 3, S, S)
-    std::copy(px.begin(), px.end(), t.data<float>());
+    Tensor t = Tensor::empty({1, Ch, S, S});  // (1, 3·T, S, S): each tower's preprocessing, stacked on channels
+    float* dst = t.data<float>();
+    for (const PreprocessConfig& pc : c.preprocess) {
+        const std::vector<float> px = preprocess(img, pc);  // (3, S, S)
+        dst = std::copy(px.begin(), px.end(), dst);
+    }
     return t;
 }
 

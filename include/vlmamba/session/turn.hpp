@@ -44,14 +44,14 @@ inline std::vector<const ImageInput*> request_images(const Request& r) {
     return out;
 }
 
-// Pixels (n, 3, S, S) of the request's images; adds the seconds to t.preprocess. Undefined when there are none.
+// Pixels (n, 3·T, S, S) of the request's images; adds the seconds to t.preprocess. Undefined when there are none.
 inline Tensor request_pixels(const Model& m, const std::vector<const ImageInput*>& images, Timings& t) {
     if (images.empty()) return {};
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<Tensor> px;
-    for (const ImageInput* im : images) px.push_back(m.pixels(*im));  // (1, 3, S, S)
-    const std::int64_t S = px[0].size(2), n = std::int64_t(px.size());
-    Tensor out = Tensor::empty({n, 3, S, S});  // (n, 3, S, S)
+    for (const ImageInput* im : images) px.push_back(m.pixels(*im));  // (1, 3·T, S, S)
+    const std::int64_t Ch = px[0].size(1), S = px[0].size(2), n = std::int64_t(px.size());
+    Tensor out = Tensor::empty({n, Ch, S, S});  // (n, 3·T, S, S)
     for (std::int64_t i = 0; i < n; ++i) {
         Tensor dst = out.select(0, i);
         copy_into(dst, px[std::size_t(i)].select(0, 0));
