@@ -15,3 +15,6 @@ add_test(NAME cli_shapes_eval COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/shapes_eva
 # chat: a scripted two-turn conversation about bundled images (stdin not a terminal: replies only on stdout).
 add_test(NAME cli_chat COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/chat_bundled.sh $<TARGET_FILE:vlmamba_cli>
          ${PROJECT_SOURCE_DIR})
+# Cobra from its files as shipped (tests/data/cobra): run, logits, --tower, a missing tower.
+add_test(NAME cli_cobra COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/cobra.sh $<TARGET_FILE:vlmamba_cli>
+         ${CMAKE_CURRENT_SOURCE_DIR}/data)
