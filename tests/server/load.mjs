@@ -2,6 +2,8 @@
 // follow-up turns (each client resends its conversation, as OpenAI clients do), greedy.
 //   node load.mjs BASE_URL SHAPES_DIR --clients C --requests R --record FILE   (serially: the expected answers)
 //   node load.mjs BASE_URL SHAPES_DIR --clients C --requests R --check FILE    (concurrently: each answer must equal)
+//   node load.mjs BASE_URL SHAPES_DIR --clients C --requests R [--offset K]    (concurrently, no check; K shifts the
+//                                                                               questions drawn)
 // Prints one JSON line: requests, errors, mismatches, wall seconds, p50/p99 latency (ms), completion tokens/s.
 import fs from "node:fs";
 import path from "node:path";
@@ -9,7 +11,7 @@ import path from "node:path";
 const [base, shapes, ...rest] = process.argv.slice(2);
 const opt = (name, def) => { const i = rest.indexOf(name); return i >= 0 ? rest[i + 1] : def; };
 const C = Number(opt("--clients", 32)), R = Number(opt("--requests", 10));
-const record = opt("--record"), check = opt("--check");
+const record = opt("--record"), check = opt("--check"), offset = Number(opt("--offset", 0));
 const questions = fs.readFileSync(path.join(shapes, "questions.jsonl"), "utf8").trim().split("\n").map(JSON.parse);
 const images = new Map();
 const dataUrl = (f) => {
@@ -20,7 +22,7 @@ const followUps = ["How many shapes are there?", "What color is the circle?", "I
                    "What shapes are there, from left to right?"];
 
 // Client c's script: request r starts a new conversation about an image when r % 3 == 0, else follows up.
-function question(c, r) { return questions[(c * 7 + r * 3) % questions.length]; }
+function question(c, r) { return questions[(c * 7 + r * 3 + offset) % questions.length]; }
 
 async function ask(messages) {
   const t0 = performance.now();
