@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "vlmamba/io/inspect.hpp"
+#include "vlmamba/models/cobra.hpp"
 #include "vlmamba/models/vl_mamba.hpp"
 
 namespace cli {
@@ -19,6 +20,12 @@ std::string describe_model_dir(const std::filesystem::path& dir) {
                std::to_string(c.vision.grid() * c.vision.grid()) + " image tokens; Mamba LM of " +
                std::to_string(c.text.n_layer) + " layers, d_model " + std::to_string(c.text.d_model) +
                "; chat template " + c.chat_template + ")";
+    }
+    if (vlmamba::is_cobra_config(j)) {  // its tensors are in checkpoints/latest-checkpoint.pt (listed below)
+        const nlohmann::json& m = j["model"];
+        return "Cobra " + m.value("model_id", std::string("?")) + " (vision " + m.value("vision_backbone_id", "?") +
+               ", projector " + m.value("arch_specifier", "?") + ", LM " + m.value("llm_backbone_id", "?") +
+               "; run it with --tower NAME=DIR per tower, see docs/cobra.md)";
     }
     try {
         const vlmamba::VisionConfig v = vlmamba::load_vision_config(dir / "config.json");
@@ -42,9 +49,11 @@ void add_inspect(CLI::App& app) {
     cmd->add_option("path", *path, "a .safetensors/.bin/.pt file, or a model directory")->required();
     cmd->callback([path] {
         const std::filesystem::path p(*path);
+        const bool cobra = std::filesystem::is_directory(p) && std::filesystem::exists(p / "config.json") &&
+                           vlmamba::is_cobra_config(vlmamba::read_json_file(p / "config.json", "inspect"));
         if (std::filesystem::is_directory(p) && std::filesystem::exists(p / "config.json"))
             std::cout << "model: " << describe_model_dir(p) << "\n";
-        vlmamba::inspect(p, std::cout);
+        vlmamba::inspect(cobra ? p / "checkpoints" / "latest-checkpoint.pt" : p, std::cout);
     });
 }
 

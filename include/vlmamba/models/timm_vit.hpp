@@ -34,7 +34,7 @@ namespace vlmamba {
 struct TimmVitConfig {
     std::string name;           // the tower's role in a fused encoder ("dino", "siglip")
     std::string architecture;   // timm's model name, e.g. "vit_large_patch14_reg4_dinov2"
-    std::filesystem::path dir, config_file, weights;
+    std::filesystem::path config_file, weights;  // the tower's config and checkpoint
     int img_size = 0;           // the size it runs at
     int patch_size = 16, embed_dim = 768, depth = 12, num_heads = 12, mlp_hidden = 3072;
     bool class_token = true, no_embed_class = false, layer_scale = false;
@@ -155,7 +155,6 @@ inline TimmVitConfig load_timm_vit_config(const std::filesystem::path& dir, int 
               fs::exists(dir) ? "a file" : "nothing");
     TimmVitConfig c;
     c.name = name;
-    c.dir = dir;
     c.img_size = img_size;
     double mlp_ratio = 4.0;
     const fs::path timm_cfg = dir / "config.json", oc_cfg = dir / "open_clip_config.json";
