@@ -5,14 +5,15 @@
 # requests and the cache's bytes (growth beyond the cache's would show a leak); with the cache and without. Then a two-turn conversation: the follow-up's time to first token against the
 # first turn's.
 #   bench/serve_load.sh VLMAMBA_BIN [CLIENTS] [REQUESTS] [ROUNDS]     (defaults 32 10 4: 1,280 requests per setting)
+# SETTINGS="PARALLEL:CACHE_MB ..." picks the settings (default "1:256 8:256 1:0 8:0").
 set -euo pipefail
 bin=$(realpath "$1"); C=${2:-32}; R=${3:-10}; rounds=${4:-4}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d); pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 metric() { curl -s "http://127.0.0.1:$port/metrics" | sed -n "s/^$1 //p"; }
-for setting in "1 256" "8 256" "1 0" "8 0"; do
-  read -r np mb <<<"$setting"
+for setting in ${SETTINGS:-1:256 8:256 1:0 8:0}; do
+  np=${setting%:*} mb=${setting#*:}
   "$bin" serve -m "$root/zoo/shapes-vlmamba" --port 0 --parallel "$np" --cache-mb "$mb" 2> "$work/log" & pid=$!
   port=
   until [ -n "$port" ]; do sleep 0.1; port=$(sed -n 's|.* on http://127.0.0.1:\([0-9]*\),.*|\1|p' "$work/log"); done

@@ -198,6 +198,7 @@ void serve(const ServeOpts& o) {
     const std::size_t threads = o.threads_http > 0 ? std::size_t(o.threads_http) : std::size_t(o.parallel) + o.queue + 8;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_payload_max_length(s.limits.max_body);
+    http.set_tcp_nodelay(true);  // a streamed token goes out at once (Nagle would hold it for the previous ACK)
     http.set_read_timeout(30);
     http.set_write_timeout(30);
     http.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kChatPage, "text/html"); });
