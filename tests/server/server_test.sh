@@ -36,7 +36,7 @@ start() {
 start main --parallel 8 --cache-mb 64 --max-prompt-tokens 2000 --max-body 2M --allow-image-dir "$model/examples"
 base=http://127.0.0.1:$port
 echo "== 1. openai client ($base)"
-node "$here/openai_client.mjs" "$base" "$model/examples"
+node "$here/openai_client.mjs" "$base" "$model/examples" "$root/tests/data/shapes/images/test_00049.png"
 
 echo "== 2. bad requests"
 b64() { base64 -w0 "$1"; }

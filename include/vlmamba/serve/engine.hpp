@@ -243,8 +243,8 @@ private:
             if (units[u].pixels.defined()) pixels.push_back(units[u].pixels), last_image = u + 1;
         std::vector<Tensor> prefixes;
         if (!pixels.empty()) {
-            const std::int64_t S = pixels[0].size(2);
-            Tensor batch = Tensor::empty({std::int64_t(pixels.size()), 3, S, S});  // (n, 3, S, S)
+            const std::int64_t C = pixels[0].size(1), S = pixels[0].size(2);  // C: 6 for Cobra's two towers
+            Tensor batch = Tensor::empty({std::int64_t(pixels.size()), C, S, S});  // (n, C, S, S)
             for (std::size_t i = 0; i < pixels.size(); ++i) {
                 Tensor dst = batch.select(0, std::int64_t(i));
                 copy_into(dst, pixels[i].select(0, 0));

@@ -15,7 +15,7 @@ namespace vlmamba::serve {
 
 struct PromptUnit {
     std::vector<std::int32_t> ids;  // a run of text tokens; empty for an image
-    Tensor pixels;                  // an image: (1, 3, S, S)
+    Tensor pixels;                  // an image: (1, C, S, S)
     std::int64_t positions = 0;     // in the LM's sequence
 };
 
@@ -68,7 +68,7 @@ inline Prompt render_prompt(const Model& m, const ChatRequest& r, const Limits& 
             throw invalid_request(e.what(), im.where, "invalid_image");
         }
         PromptUnit u;
-        u.pixels = m.pixels(decoded);  // (1, 3, S, S)
+        u.pixels = m.pixels(decoded);  // (1, C, S, S)
         u.positions = image_len;
         p.units.push_back(std::move(u));
         const Sha256Digest d = sha256(im.bytes);
