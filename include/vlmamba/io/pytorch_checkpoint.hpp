@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -335,6 +336,19 @@ struct PytorchReader {
         return false;
     }
 
+    // The names the tree expands to, counted per distinct node before anything is expanded: shared references
+    // (memo GETs) let a pickle of a few hundred bytes expand exponentially, and walking that up to the cap would
+    // already take seconds. Saturates just past the cap.
+    std::size_t expanded_size(const Value& v, std::unordered_map<const Value*, std::size_t>& memo, int depth) {
+        if (depth > kPytorchMaxNesting) bad("the checkpoint nests deeper than ", kPytorchMaxNesting, " levels");
+        if (const auto it = memo.find(&v); it != memo.end()) return it->second;
+        std::size_t n = 1;
+        if (v.kind == Kind::Dict || v.kind == Kind::List || v.kind == Kind::Tuple)
+            for (const Value* c : v.items) n = std::min(kPytorchMaxNames + 1, n + expanded_size(*c, memo, depth + 1));
+        memo.emplace(&v, n);
+        return n;
+    }
+
     void count_visit() {
         if (++visits > kPytorchMaxNames)
             bad("the checkpoint expands to more than ", kPytorchMaxNames, " names (shared references repeated?)");
@@ -374,6 +388,9 @@ struct PytorchReader {
         if (root.kind != Kind::Dict)
             bad("the top level is ", pickle::kind_name(root), " (", pickle::repr(root, 40),
                 "), expected a dict of tensors (a state dict)");
+        std::unordered_map<const Value*, std::size_t> memo;
+        if (expanded_size(root, memo, 0) > kPytorchMaxNames)
+            bad("the checkpoint expands to more than ", kPytorchMaxNames, " names (shared references repeated?)");
         flatten(root, "", 0);
         std::vector<std::size_t> order(st.entries.size());
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
