@@ -1,5 +1,6 @@
-// Decode tokens/s for a random Mamba LM shaped like mamba-130m (f32 weights), against the weight-read floor: a
-// STREAM-like read of the same weight bytes measured in the same run. Also prefill tokens/s at L = 600.
+// Decode tokens/s for a random Mamba LM shaped like mamba-130m, with f32, bf16 or f16 matrices, against the
+// weight-read floor: a STREAM-like read of the same weight bytes measured in the same run. Also prompt tokens/s at
+// L = 16 and 600. The first argument of each benchmark is the matrices' dtype: 0 f32, 1 bf16, 2 f16.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -28,6 +29,10 @@ static vm::MambaLm random_lm(vm::DType dtype) {
     return vm::MambaLm::load(c, src);
 }
 
+static vm::DType dtype_arg(std::int64_t a) {
+    return a == 1 ? vm::DType::BF16 : a == 2 ? vm::DType::F16 : vm::DType::F32;
+}
+
 static std::size_t weight_bytes(const vm::MambaLm& lm) {
     std::size_t n = lm.lm_head.nbytes() + lm.norm_f_weight.nbytes();
     for (const auto& l : lm.layers) {
@@ -40,7 +45,7 @@ static std::size_t weight_bytes(const vm::MambaLm& lm) {
 }
 
 static void BM_weight_read_floor(benchmark::State& st) {
-    const vm::MambaLm lm = random_lm(st.range(0) ? vm::DType::BF16 : vm::DType::F32);
+    const vm::MambaLm lm = random_lm(dtype_arg(st.range(0)));
     std::vector<const vm::Tensor*> ts{&lm.lm_head};
     for (const auto& l : lm.layers)
         for (const vm::Tensor* t : {&l.mixer.in_proj_weight, &l.mixer.x_proj_weight, &l.mixer.dt_proj_weight,
@@ -77,7 +82,7 @@ static void BM_weight_read_floor(benchmark::State& st) {
 }
 
 static void BM_decode(benchmark::State& st) {
-    const vm::MambaLm lm = random_lm(st.range(0) ? vm::DType::BF16 : vm::DType::F32);
+    const vm::MambaLm lm = random_lm(dtype_arg(st.range(0)));
     const int batch = int(st.range(1));
     vm::MambaState s = lm.new_state(batch);
     std::vector<std::int32_t> tok(batch, 17);
@@ -87,15 +92,16 @@ static void BM_decode(benchmark::State& st) {
 }
 
 static void BM_prefill(benchmark::State& st) {
-    const vm::MambaLm lm = random_lm(vm::DType::F32);
-    std::vector<std::int32_t> ids(600);
+    const vm::MambaLm lm = random_lm(dtype_arg(st.range(0)));
+    std::vector<std::int32_t> ids(std::size_t(st.range(1)));
     for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::int32_t(i * 37 % 50000);
     for (auto _ : st) benchmark::DoNotOptimize(lm.forward_hidden(lm.embed(ids)));
-    st.counters["tok/s"] = benchmark::Counter(600.0 * st.iterations(), benchmark::Counter::kIsRate);
+    st.counters["tok/s"] = benchmark::Counter(double(ids.size()) * st.iterations(), benchmark::Counter::kIsRate);
 }
 
-// Args: {bf16 weights?, batch}
-BENCHMARK(BM_weight_read_floor)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_decode)->Args({0, 1})->Args({1, 1})->Args({0, 4})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_prefill)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+// Args: {dtype, batch} or {dtype, prompt length}
+BENCHMARK(BM_weight_read_floor)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_decode)->ArgsProduct({{0, 1, 2}, {1, 4, 16}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_prefill)->ArgsProduct({{0, 1, 2}, {16, 600}})->Unit(benchmark::kMillisecond)->UseRealTime()
+    ->Iterations(2);
 BENCHMARK_MAIN();

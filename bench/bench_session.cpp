@@ -1,9 +1,11 @@
 // Batches through the session API on the bundled model (zoo/shapes-vlmamba): the vision tower over B images in one
 // forward against B single forwards (images/s), and generate_batch of B questions against B single sessions
-// (generated tokens/s). Each B = 8 benchmark has its B = 1 baseline in the same run.
+// (generated tokens/s). Each B = 8 benchmark has its B = 1 baseline in the same run. BM_Callers: the same 8 questions
+// answered by 1 caller thread or by 4 caller threads sharing the model (the threads budget of core/parallel.hpp).
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "vlmamba/session/batch.hpp"
 #include "vlmamba/session/load.hpp"
@@ -74,6 +76,30 @@ void BM_Generate(benchmark::State& st) {
 }
 BENCHMARK(BM_Generate)->Args({1, 1})->Args({8, 0})->Args({8, 1})->ArgNames({"B", "batched"})
     ->Unit(benchmark::kMillisecond);
+
+// 8 single-question sessions, by 1 caller or split over 4 caller threads that share the model and the cores.
+void BM_Callers(benchmark::State& st) {
+    const int callers = int(st.range(0));
+    std::vector<vm::Request> reqs(8);
+    const char* img[] = {"count.png", "relation.png", "describe.png"};
+    for (std::size_t i = 0; i < reqs.size(); ++i) {
+        reqs[i].prompt = "What shapes are there, from left to right?";
+        reqs[i].images = {fs::path(VLMAMBA_ZOO_DIR) / "shapes-vlmamba" / "examples" / img[i % 3]};
+        reqs[i].max_tokens = 32;
+        reqs[i].ignore_eos = true;
+    }
+    for (auto _ : st) {
+        std::vector<std::thread> threads;
+        for (int c = 0; c < callers; ++c)
+            threads.emplace_back([&, c] {
+                for (std::size_t i = std::size_t(c); i < reqs.size(); i += std::size_t(callers))
+                    benchmark::DoNotOptimize(vm::Session(model()).generate(reqs[i]));
+            });
+        for (auto& t : threads) t.join();
+    }
+    st.counters["tokens/s"] = benchmark::Counter(32.0 * 8 * double(st.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Callers)->Arg(1)->Arg(4)->ArgNames({"callers"})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

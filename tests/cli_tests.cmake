@@ -18,3 +18,8 @@ add_test(NAME cli_chat COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/chat_bundled.sh $
 # Cobra from its files as shipped (tests/data/cobra): run, logits, --tower, a missing tower.
 add_test(NAME cli_cobra COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/cobra.sh $<TARGET_FILE:vlmamba_cli>
          ${CMAKE_CURRENT_SOURCE_DIR}/data)
+# Outputs and files that go away: read-only output directory, ulimit -f, a model truncated while in use, bad values.
+add_test(NAME cli_outputs COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/outputs.sh $<TARGET_FILE:vlmamba_cli> ${PROJECT_SOURCE_DIR})
+# Every fuzz reproducer through the CLI: exit 1, one line naming the file, peak RSS under 400 MB.
+add_test(NAME cli_bad_inputs COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/bad_inputs.py $<TARGET_FILE:vlmamba_cli>
+         ${CMAKE_CURRENT_SOURCE_DIR}/data)

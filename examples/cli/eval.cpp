@@ -1,4 +1,8 @@
 // vlmamba eval: answers to a LLaVA eval JSONL of questions about images (resumable, sharded over processes).
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
 #include "commands.hpp"
 #include "eval/jsonl.hpp"
 #include "eval/progress.hpp"
@@ -43,7 +47,13 @@ inline void merge_shards(const EvalOpts& o) {
         std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
         if (!os) vlmamba::fail("eval", tmp.string(), ": cannot open for writing");
         for (const std::string& k : order) os << a.line.at(k) << '\n';
-        if (!os.flush()) vlmamba::fail("eval", tmp.string(), ": write failed");
+        if (!os.flush()) {
+            const int e = errno;
+            os.close();
+            fs::remove(tmp);
+            vlmamba::fail("eval", tmp.string(), ": write failed: ", std::strerror(e), " (", out.string(),
+                          " left as it was)");
+        }
     }
     fs::rename(tmp, out);
     std::fprintf(stderr, "eval: merged %zu answers from %zu shards into %s (%zu duplicates dropped",
@@ -141,7 +151,8 @@ inline void run_eval(const EvalOpts& o, const CLI::App& root) {
                           {"metadata", ojson::object()}};
             const std::string line = a.dump(-1, ' ', true, ojson::error_handler_t::replace) + "\n";
             if (std::fwrite(line.data(), 1, line.size(), fp) != line.size() || std::fflush(fp) != 0)
-                vlmamba::fail("eval", out.string(), ": write failed");
+                vlmamba::fail("eval", out.string(), ": write failed: ", std::strerror(errno),
+                              " (the answers before it are kept; run again to resume)");
             bar.update(k + 1);
         }
         run_s = bar.seconds();
@@ -186,9 +197,9 @@ void add_eval(CLI::App& app) {
     cmd->add_option("-o,--answers-file", o->out, "answers JSONL (appended; shards A.<i>_of_<N>.jsonl)")
         ->required();
     cmd->add_option("--num-chunks", o->num_chunks, "split the questions into N chunks (LLaVA's get_chunk)")
-        ->check(CLI::PositiveNumber);
+        ->check(CLI::Range(1, std::numeric_limits<int>::max()));
     cmd->add_option("--chunk-idx", o->chunk_idx, "the chunk this process answers, in [0, N)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(CLI::Range(0, std::numeric_limits<int>::max()));
     cmd->add_flag("--merge", o->merge, "merge the shards A.<i>_of_<N>.jsonl into -o A.jsonl and exit");
     add_generation_flags(cmd, o->gen, 128, /*outputs=*/false);
     cmd->add_flag("--json", o->json_summary, "print a JSON summary (counts, seconds, images/s) to stdout");

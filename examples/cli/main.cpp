@@ -1,5 +1,7 @@
 // The vlmamba command line: one binary, one subcommand per job (SPEC §8.3), each a thin client of the library.
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <csignal>
 #include <cstdio>
 #include <xsimd/xsimd.hpp>
 
@@ -7,6 +9,7 @@
 #include "vlmamba/config.hpp"
 #include "vlmamba/core/error.hpp"
 #include "vlmamba/core/parallel.hpp"
+#include "vlmamba/io/mmap_file.hpp"
 
 namespace {
 
@@ -31,12 +34,23 @@ std::string build_info() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A model file truncated while mapped: one line naming it, exit 1. A write past the file-size limit (ulimit -f)
+    // fails with EFBIG and is reported like a full disk, instead of killing the process with SIGXFSZ.
+    vlmamba::install_bus_error_handler();
+    std::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{"vlmamba: VL-Mamba inference in C++ (vision tower + VSS connector + Mamba LM)"};
     app.require_subcommand(1);
     app.set_version_flag("--version", build_info());
     app.add_option("-t,--threads", "worker threads (default: all cores); accepted after the subcommand too")
         ->envname("VLMAMBA_THREADS")
-        ->check(CLI::PositiveNumber)
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                int n = 0;
+                const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+                if (ec == std::errc() && end == v.data() + v.size() && n >= 1 && n <= 4096) return {};
+                return "expected a whole number of threads from 1 to 4096, got '" + v + "'";
+            },
+            "THREADS"))
         ->each([](const std::string& v) { vlmamba::set_num_threads(std::stoi(v)); });
     app.fallthrough();
     app.footer("Run 'vlmamba SUBCOMMAND --help' for each subcommand's options and examples.");

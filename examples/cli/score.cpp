@@ -34,7 +34,7 @@ inline void run_score(const ScoreOpts& o) {
         const auto it = j.find("answer");
         if (it == j.end() || !(it->is_string() || it->is_number()))
             vlmamba::fail("score", where(gt, n), ": expected \"answer\" (a string or a number), got ",
-                          it == j.end() ? std::string("none") : it->dump());
+                          it == j.end() ? std::string("none") : vlmamba::detail::json_brief(*it));
         const std::string expected = it->is_string() ? it->get<std::string>() : it->dump();
         const std::string type = j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "-";
         if (!gt_keys.insert(key).second)

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <random>
 
 #include "commands.hpp"
@@ -275,12 +276,12 @@ void add_serve(CLI::App& app) {
     cmd->add_option("--allow-image-dir", o->allow_image_dir, "allow file:// image URLs under this directory")
         ->check(CLI::ExistingDirectory);
     cmd->add_option("--max-tokens-cap", o->max_tokens_cap, "the most tokens a reply may ask for (default 512 each)")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(CLI::Range(1, std::numeric_limits<int>::max()));
     cmd->add_option("--max-body", o->max_body, "largest request body (413 beyond)")->capture_default_str();
     cmd->add_option("--max-images", o->max_images, "images per request")->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(CLI::Range(0, std::numeric_limits<int>::max()));
     cmd->add_option("--max-prompt-tokens", o->max_prompt_tokens, "prompt positions per request, images included")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(CLI::Range(1, std::numeric_limits<int>::max()));
     cmd->add_option("--temp,--temperature", o->sampling.temperature, "default temperature (0: greedy)")
         ->capture_default_str();
     cmd->add_option("--top-p", o->sampling.top_p, "default top-p")->capture_default_str();

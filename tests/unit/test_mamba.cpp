@@ -133,3 +133,26 @@ TEST_CASE("mamba LM bad input gets clear errors") {
     CHECK_THROWS_WITH_AS(load_mamba_lm(tmp), doctest::Contains("expected model_type \"mamba\""), Error);
     fs::remove_all(tmp);
 }
+
+// Issue 15: embed() used to read a bf16 or f16 embedding as f32, past its buffer for ids >= V/2.
+TEST_CASE("mamba LM embeds through bf16 and f16 embeddings, every id") {
+    const fs::path dir = kMambaData / "tiny-untied" / "hf-f32";
+    if (!fs::exists(dir)) {
+        MESSAGE("skipping: no fixture at " << dir.string());
+        return;
+    }
+    MambaLm lm = load_mamba_lm(dir);
+    const Tensor f32 = lm.embedding;  // (V, D)
+    const std::int64_t V = f32.size(0), D = f32.size(1);
+    std::vector<std::int32_t> ids;
+    for (std::int64_t v = V - 1; v >= 0; v -= 3) ids.push_back(std::int32_t(v));
+    for (DType dt : {DType::BF16, DType::F16}) {
+        lm.embedding = f32.to(dt);
+        const Tensor narrow = lm.embedding.to(DType::F32);  // what each stored value means, widened
+        const Tensor e = lm.embed(ids);                      // (L, D)
+        for (std::size_t t = 0; t < ids.size(); ++t)
+            for (std::int64_t d = 0; d < D; ++d)
+                REQUIRE_MESSAGE(e.data<float>()[std::int64_t(t) * D + d] == narrow.data<float>()[ids[t] * D + d],
+                                dtype_name(dt), " id ", ids[t], " dim ", d);
+    }
+}

@@ -85,7 +85,7 @@ TEST_CASE("reductions and softmax match the reference on odd sizes and views") {
     }
 }
 
-TEST_CASE("matmul and linear match the reference for views, bf16 weights and odd sizes") {
+TEST_CASE("matmul and linear match the reference for views, bf16/f16 weights and odd sizes") {
     for (auto [m, k, n] : {std::array<std::int64_t, 3>{1, 1, 1}, {3, 17, 5}, {17, 3, 1000}, {64, 100, 33}}) {
         Tensor a = randn({m, k}, 8), b = randn({k, n}, 9);
         CHECK(rel_err(matmul(a, b), ref::matmul(a, b)) < 1e-5);
@@ -108,6 +108,24 @@ TEST_CASE("matmul and linear match the reference for views, bf16 weights and odd
         CHECK(rel_err(linear(x, wb), ref::matmul(x, wb.to(DType::F32).transpose(0, 1))) < 1e-5);
         Tensor xs = randn({m, k + 5}, 19).slice(1, 2, k + 2);  // strided rows
         CHECK(rel_err(linear(xs, w), ref::matmul(xs, w.transpose(0, 1))) < 1e-5);
+    }
+    // bf16 and f16 weights on every path: gemv (M <= 16, rows of x in blocks of 4 and a remainder of 1-3), panels of
+    // 128 rows (M > 16; N not a multiple of the panel), K not a multiple of the vector width, strided x.
+    for (auto [m, k, n] : {std::array<std::int64_t, 3>{1, 5, 3}, {2, 37, 130}, {3, 100, 257}, {5, 257, 129},
+                           {7, 16, 1}, {16, 100, 300}, {17, 100, 300}, {40, 33, 129}, {129, 65, 257}}) {
+        Tensor x = randn({m, k}, 20), w = randn({n, k}, 21), bias = randn({n}, 22);
+        for (DType dt : {DType::BF16, DType::F16}) {
+            Tensor wh = w.to(dt);
+            Tensor yr = ref::matmul(x, wh.to(DType::F32).transpose(0, 1));  // the stored values, widened
+            CHECK_MESSAGE(rel_err(linear(x, wh), yr) < 1e-5, dtype_name(dt), " m ", m, " k ", k, " n ", n);
+            Tensor xs = randn({m, k + 5}, 23).slice(1, 2, k + 2);  // strided rows
+            CHECK(rel_err(linear(xs, wh), ref::matmul(xs, wh.to(DType::F32).transpose(0, 1))) < 1e-5);
+            Tensor yb = linear(x, wh, bias);
+            for (std::int64_t i = 0; i < m; ++i)
+                for (std::int64_t j = 0; j < n; ++j) yr.data<float>()[i * n + j] += bias.at({j});
+            CHECK(rel_err(yb, yr) < 1e-5);
+        }
+        CHECK(rel_err(linear(x, w), ref::matmul(x, w.transpose(0, 1))) < 1e-5);
     }
     Tensor a3 = randn({2, 3, 4}, 12), b3 = randn({2, 4, 5}, 13);
     Tensor c3 = matmul(a3, b3);

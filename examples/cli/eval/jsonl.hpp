@@ -45,6 +45,7 @@ void for_each_jsonl(const fs::path& file, const char* op, F&& f) {
         ++n;
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        vlmamba::detail::check_json_depth(line, where(file, n), op);  // nesting beyond kMaxJsonDepth: one line, no recursion
         json j;
         try {
             j = json::parse(line);
@@ -61,7 +62,7 @@ inline const json& require_id(const json& j, const fs::path& file, std::size_t l
     const auto it = j.find("question_id");
     if (it == j.end() || !(it->is_string() || it->is_number_integer()))
         vlmamba::fail(op, where(file, line), ": expected \"question_id\" (a string or an integer), got ",
-                      it == j.end() ? std::string("none") : it->dump());
+                      it == j.end() ? std::string("none") : vlmamba::detail::json_brief(*it));
     return *it;
 }
 
@@ -70,7 +71,7 @@ inline std::string require_string(const json& j, const char* key, const fs::path
     const auto it = j.find(key);
     if (it == j.end() || !it->is_string())
         vlmamba::fail(op, where(file, line), ": expected \"", key, "\" (a string), got ",
-                      it == j.end() ? std::string("none") : it->dump());
+                      it == j.end() ? std::string("none") : vlmamba::detail::json_brief(*it));
     return it->get<std::string>();
 }
 

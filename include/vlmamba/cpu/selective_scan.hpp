@@ -10,6 +10,7 @@
 #endif
 #include <xsimd/xsimd.hpp>
 
+#include "vlmamba/core/parallel.hpp"
 #include "vlmamba/cpu/vec_math.hpp"
 #include "vlmamba/ops/selective_scan.hpp"
 
@@ -46,7 +47,7 @@ namespace scan_detail {
 // Threads for `items` independent work items of `cost` flops each; 1 when too small to split.
 inline int thread_count(int requested, std::int64_t items, std::int64_t cost) {
 #ifdef _OPENMP
-    int nt = requested > 0 ? requested : omp_get_max_threads();
+    int nt = requested > 0 ? requested : num_threads();
     if (omp_in_parallel() || items * cost < 65536) nt = 1;
     return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(nt, items)));
 #else
@@ -55,13 +56,15 @@ inline int thread_count(int requested, std::int64_t items, std::int64_t cost) {
 #endif
 }
 
-// Runs f(i) for i in [0, n) on nt threads. Items are handed out one at a time: they are large
-// (tens of microseconds), and a thread that shares its core with another process then takes fewer.
+// Runs f(i) for i in [0, n) on up to nt threads leased from the budget (core/parallel.hpp). Items are handed out one
+// at a time: they are large (tens of microseconds), and a thread that shares its core with another process then takes
+// fewer.
 template <class F>
 inline void parallel_items(std::int64_t n, int nt, F&& f) {
 #ifdef _OPENMP
-    if (nt > 1) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    const ThreadLease lease(nt);
+    if (lease.count() > 1) {
+#pragma omp parallel for num_threads(lease.count()) schedule(dynamic, 1)
         for (std::int64_t i = 0; i < n; ++i) f(i);
         return;
     }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "vlmamba/core/error.hpp"
+#include "vlmamba/core/parallel.hpp"
 #include "vlmamba/io/image.hpp"
 
 namespace vlmamba {
@@ -148,11 +149,7 @@ inline std::uint8_t clip8(std::int32_t acc) {
 inline std::vector<std::uint8_t> resample_rows(const Image& img, int row0, int rows, const ResampleTaps& taps) {
     const int out_w = static_cast<int>(taps.start.size());
     std::vector<std::uint8_t> out(static_cast<std::size_t>(rows) * static_cast<std::size_t>(out_w) * 3);
-    [[maybe_unused]] const std::int64_t work = std::int64_t{rows} * out_w * taps.ksize;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (work > 200000)
-#endif
-    for (int y = 0; y < rows; ++y) {
+    parallel_for(rows, [&](std::int64_t y) {
         const std::uint8_t* src = &img.rgb[static_cast<std::size_t>(row0 + y) * static_cast<std::size_t>(img.width) * 3];
         std::uint8_t* dst = &out[static_cast<std::size_t>(y) * static_cast<std::size_t>(out_w) * 3];
         for (int x = 0; x < out_w; ++x) {
@@ -168,7 +165,7 @@ inline std::vector<std::uint8_t> resample_rows(const Image& img, int row0, int r
             dst[3 * x + 1] = clip8(a1);
             dst[3 * x + 2] = clip8(a2);
         }
-    }
+    }, std::int64_t{out_w} * taps.ksize);
     return out;
 }
 
@@ -178,11 +175,7 @@ inline std::vector<std::uint8_t> resample_cols(const std::uint8_t* src, int widt
     const int out_h = static_cast<int>(taps.start.size());
     const std::size_t row_len = static_cast<std::size_t>(width) * 3;
     std::vector<std::uint8_t> out(static_cast<std::size_t>(out_h) * row_len);
-    [[maybe_unused]] const std::int64_t work = std::int64_t{out_h} * width * taps.ksize;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (work > 200000)
-#endif
-    for (int y = 0; y < out_h; ++y) {
+    parallel_for(out_h, [&](std::int64_t y) {
         const std::int32_t* k = &taps.k[static_cast<std::size_t>(y) * static_cast<std::size_t>(taps.ksize)];
         const std::uint8_t* s = src + static_cast<std::size_t>(taps.start[static_cast<std::size_t>(y)] - row0) * row_len;
         const int n = taps.count[static_cast<std::size_t>(y)];
@@ -194,7 +187,7 @@ inline std::vector<std::uint8_t> resample_cols(const std::uint8_t* src, int widt
         }
         std::uint8_t* dst = &out[static_cast<std::size_t>(y) * row_len];
         for (std::size_t i = 0; i < row_len; ++i) dst[i] = clip8(acc[i]);
-    }
+    }, std::int64_t{width} * taps.ksize);
     return out;
 }
 

@@ -21,7 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <cerrno>
 #include <limits>
 #include <map>
 #include <memory>
@@ -399,43 +399,47 @@ inline void save_safetensors(const std::filesystem::path& path,
     text.append((8 - text.size() % 8) % 8, ' ');
     const std::uint64_t n = text.size();
 
+    // Written to PATH.tmp, then renamed: a failed write (read-only directory, full disk, file-size limit) leaves
+    // no partial file, and an existing PATH untouched.
     std::filesystem::path tmp = path;
     tmp += ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        VLM_CHECK(out, "safetensors", label, ": cannot open ", tmp.string(), " for writing");
-        out.write(reinterpret_cast<const char*>(&n), 8);
-        out.write(text.data(), std::streamsize(text.size()));
-        for (std::size_t i : order) {
-            const Tensor& t = tensors[i].second;
-            if (t.numel() == 0) continue;
-            if (t.is_contiguous()) {
-                out.write(reinterpret_cast<const char*>(t.raw()), std::streamsize(t.nbytes()));
-                continue;
-            }
-            // Strided: gather element bytes without dtype conversion (exact for integers too).
-            const auto es = std::int64_t(dtype_size(t.dtype()));
-            std::vector<char> buf;
-            buf.reserve(t.nbytes());
-            const char* base = reinterpret_cast<const char*>(t.raw());
-            detail::for_each_offset(t.shape(), t.strides(), [&](std::int64_t off) {
-                buf.insert(buf.end(), base + off * es, base + (off + 1) * es);
-            });
-            out.write(buf.data(), std::streamsize(buf.size()));
+    std::FILE* out = std::fopen(tmp.c_str(), "wb");
+    if (!out) fail("safetensors", label, ": cannot open ", tmp.string(), " for writing: ", std::strerror(errno));
+    int err = 0;
+    const auto put = [&](const void* p, std::size_t n) {
+        if (err == 0 && n > 0 && std::fwrite(p, 1, n, out) != n) err = errno ? errno : EIO;
+    };
+    put(&n, 8);
+    put(text.data(), text.size());
+    for (std::size_t i : order) {
+        const Tensor& t = tensors[i].second;
+        if (t.numel() == 0) continue;
+        if (t.is_contiguous()) {
+            put(t.raw(), t.nbytes());
+            continue;
         }
-        out.flush();
-        if (!out) {
-            out.close();
-            std::error_code ec;
-            std::filesystem::remove(tmp, ec);
-            fail("safetensors", label, ": write failed");
-        }
+        // Strided: gather element bytes without dtype conversion (exact for integers too).
+        const auto es = std::int64_t(dtype_size(t.dtype()));
+        std::vector<char> buf;
+        buf.reserve(t.nbytes());
+        const char* base = reinterpret_cast<const char*>(t.raw());
+        detail::for_each_offset(t.shape(), t.strides(), [&](std::int64_t off) {
+            buf.insert(buf.end(), base + off * es, base + (off + 1) * es);
+        });
+        put(buf.data(), buf.size());
     }
+    if (err == 0 && std::fflush(out) != 0) err = errno ? errno : EIO;
+    if (std::fclose(out) != 0 && err == 0) err = errno ? errno : EIO;
     std::error_code ec;
+    if (err != 0) {
+        std::filesystem::remove(tmp, ec);
+        fail("safetensors", label, ": cannot write ", tmp.string(), ": ", std::strerror(err),
+             " (nothing was written to ", path.string(), ")");
+    }
     std::filesystem::rename(tmp, path, ec);
     if (ec) {
         std::filesystem::remove(tmp, ec);
-        fail("safetensors", label, ": cannot rename the temporary file into place");
+        fail("safetensors", label, ": cannot rename ", tmp.string(), " into place: ", ec.message());
     }
 }
 

@@ -147,7 +147,8 @@ inline Tensor MambaLm::embed(std::span<const std::int32_t> ids) const {
     for (std::size_t t = 0; t < ids.size(); ++t) {
         VLM_CHECK(ids[t] >= 0 && ids[t] < V, "mamba_lm.embed", "token id ", ids[t], " at position ", t,
                   " is outside the embedding: expected 0 <= id < ", V);
-        std::memcpy(out.data<float>() + t * D, embedding.data<float>() + std::int64_t(ids[t]) * D, std::size_t(D) * 4);
+        Tensor row = out.select(0, std::int64_t(t));   // (D) f32
+        copy_into(row, embedding.select(0, ids[t]));  // (D) in the embedding's dtype (f32, bf16, f16), widened
     }
     return out;
 }
