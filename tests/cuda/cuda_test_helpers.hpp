@@ -1,4 +1,5 @@
-// Helpers shared by the CUDA test TUs: the GPU skip, a typed device buffer with host round trips, random inputs.
+// Helpers shared by the CUDA test TUs: the GPU skip and a typed device buffer with host round trips (random inputs:
+// test::uniform in ../unit/test_helpers.hpp).
 #pragma once
 #include <doctest/doctest.h>
 
@@ -6,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "../unit/test_helpers.hpp"  // test::uniform, test::rel_err, ...
 #include "vlmamba/cuda/api.hpp"
 #include "vlmamba/cuda/device_buffer.hpp"
 
@@ -33,12 +35,5 @@ struct DevBuf {
         return h;
     }
 };
-
-inline std::vector<float> uniform(std::mt19937& g, std::size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
 
 }  // namespace vlmamba::test

@@ -5,7 +5,6 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <functional>
 
 #include "test_helpers.hpp"
 #include "vlmamba/io/safetensors.hpp"
@@ -14,6 +13,7 @@
 
 using namespace vlmamba;
 namespace fs = std::filesystem;
+using vlmamba::test::error_of;
 using vlmamba::test::max_abs_diff;
 using vlmamba::test::rel_err;
 
@@ -29,15 +29,6 @@ struct Reference {
 const Reference& golden() {
     static const Reference r;
     return r;
-}
-
-std::string what(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
 }
 }  // namespace
 
@@ -122,7 +113,7 @@ TEST_CASE("cobra: towers and tokenizer from the caller instead of vlmamba.json; 
     fs::create_symlink(fs::absolute(kCobra / "cobra+tiny" / "checkpoints" / "latest-checkpoint.pt"),
                        tmp / "checkpoints" / "latest-checkpoint.pt");
     // No vlmamba.json: the towers must be named.
-    const std::string missing = what([&] { Model::load(tmp); });
+    const std::string missing = error_of([&] { Model::load(tmp); });
     CHECK(missing.find("needs the 'dino' tower: pass --tower dino=DIR") != std::string::npos);
     CHECK(missing.find('\n') == std::string::npos);
     ModelOptions o;
@@ -132,13 +123,14 @@ TEST_CASE("cobra: towers and tokenizer from the caller instead of vlmamba.json; 
     CHECK(m.tokenizer());
     // A tower directory that does not exist, and DINOv2's config over SigLIP's weights (a wrong tensor shape).
     o.towers["dino"] = tmp / "nowhere";
-    CHECK(what([&] { Model::load(tmp, o); }).find("nowhere: expected the 'dino' tower's directory") != std::string::npos);
+    CHECK(error_of([&] { Model::load(tmp, o); }).find("nowhere: expected the 'dino' tower's directory") !=
+          std::string::npos);
     fs::create_directories(tmp / "bad");
     fs::copy_file(kCobra / "dino" / "config.json", tmp / "bad" / "config.json");
     fs::create_symlink(fs::absolute(kCobra / "siglip" / "open_clip_pytorch_model.bin"),
                        tmp / "bad" / "open_clip_pytorch_model.bin");
     o.towers["dino"] = tmp / "bad";
-    const std::string shape = what([&] { Model::load(tmp, o); });
+    const std::string shape = error_of([&] { Model::load(tmp, o); });
     MESSAGE(shape);
     CHECK(shape.find("open_clip_pytorch_model.bin: tensor 'visual.trunk.pos_embed' has shape (1, 25, 16)") !=
           std::string::npos);
@@ -146,7 +138,7 @@ TEST_CASE("cobra: towers and tokenizer from the caller instead of vlmamba.json; 
     // --tower on a directory that is not Cobra's.
     ModelOptions vl;
     vl.towers = {{"dino", kCobra / "dino"}};
-    CHECK(what([&] { Model::load(fs::path(VLMAMBA_TEST_DATA_DIR) / "vlmamba" / "tiny-clip-mlp", vl); })
+    CHECK(error_of([&] { Model::load(fs::path(VLMAMBA_TEST_DATA_DIR) / "vlmamba" / "tiny-clip-mlp", vl); })
               .find("not a Cobra directory") != std::string::npos);
     fs::remove_all(tmp);
 }

@@ -9,6 +9,7 @@
 #include <map>
 #include <vector>
 
+#include "../../examples/custom_scan/snake_scan.hpp"  // SnakeScan: a user-defined policy, outside the library
 #include "test_helpers.hpp"
 #include "vlmamba/io/safetensors.hpp"
 #include "vlmamba/io/weights.hpp"
@@ -20,18 +21,6 @@ namespace fs = std::filesystem;
 using vlmamba::test::rel_err;
 
 namespace {
-
-// A user-defined policy, outside the library: boustrophedon rows, then the same path reversed (K = 2).
-struct SnakeScan {
-    static constexpr int K = 2;
-    static constexpr const char* name = "snake";
-    static std::int64_t grid_index(int k, std::int64_t t, std::int64_t H, std::int64_t W) {
-        const std::int64_t s = k == 0 ? t : H * W - 1 - t;
-        const std::int64_t h = s / W, j = s % W;
-        return h * W + (h % 2 ? W - 1 - j : j);
-    }
-};
-static_assert(ScanPolicy<SnakeScan>);
 
 // Not a policy: no K.
 struct NoK {
@@ -204,7 +193,7 @@ NaiveVss naive_vss(const Weights& w, const std::string& p, const Mat& x, std::in
 
 // --- random weights ----------------------------------------------------------------------------------------------
 
-Tensor uniform(Shape s, std::mt19937& g, float lo, float hi) {
+Tensor uniform_tensor(Shape s, std::mt19937& g, float lo, float hi) {
     std::uniform_real_distribution<float> d(lo, hi);
     Tensor t = Tensor::empty(std::move(s));
     for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(g);
@@ -225,16 +214,16 @@ void add_vss_weights(Weights& w, const std::string& p, std::int64_t C, std::int6
     w[p + "conv2d.bias"] = normal({E}, g, 0.2f);
     w[p + "x_proj_weight"] = normal({K, R + 2 * N, E}, g, 1.f / std::sqrt(float(E)));
     w[p + "dt_projs_weight"] = normal({K, E, R}, g, 1.f / std::sqrt(float(R)));
-    Tensor dtb = uniform({K, E}, g, std::log(1e-2f), std::log(0.5f));  // softplus(bias) in [0.01, 0.5]
+    Tensor dtb = uniform_tensor({K, E}, g, std::log(1e-2f), std::log(0.5f));  // softplus(bias) in [0.01, 0.5]
     for (std::int64_t i = 0; i < dtb.numel(); ++i) {
         const float dt = std::exp(dtb.data<float>()[i]);
         dtb.data<float>()[i] = dt + std::log(-std::expm1(-dt));
     }
     w[p + "dt_projs_bias"] = dtb;
-    Tensor al = uniform({K * E, N}, g, 0.f, std::log(16.f));
+    Tensor al = uniform_tensor({K * E, N}, g, 0.f, std::log(16.f));
     w[p + "A_logs"] = al;
-    w[p + "Ds"] = uniform({K * E}, g, 0.5f, 1.5f);
-    w[p + "out_norm.weight"] = uniform({E}, g, 0.8f, 1.2f);
+    w[p + "Ds"] = uniform_tensor({K * E}, g, 0.5f, 1.5f);
+    w[p + "out_norm.weight"] = uniform_tensor({E}, g, 0.8f, 1.2f);
     w[p + "out_norm.bias"] = normal({E}, g, 0.1f);
     w[p + "out_proj.weight"] = normal({C, E}, g, 1.f / std::sqrt(float(E)));
 }
@@ -268,7 +257,7 @@ Weights random_connector(const ConnectorConfig& c, int K, std::uint32_t seed) {
         return w;
     }
     add_vss_weights(w, "mm_projector.vss.", Wd, c.expand * Wd, c.d_state, R, K, c.d_conv, g);
-    w["mm_projector.norm.weight"] = uniform({Wd}, g, 0.8f, 1.2f);
+    w["mm_projector.norm.weight"] = uniform_tensor({Wd}, g, 0.8f, 1.2f);
     w["mm_projector.norm.bias"] = normal({Wd}, g, 0.1f);
     add_linear(w, "mm_projector.linear1.", d, Cv, g);
     add_linear(w, "mm_projector.linear2.", d, d, g);

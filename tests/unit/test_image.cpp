@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -17,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_helpers.hpp"
 #include "vlmamba/io/image.hpp"
 #include "vlmamba/io/image_resize.hpp"
 #include "vlmamba/io/preprocess.hpp"
@@ -36,6 +36,8 @@
 
 namespace fs = std::filesystem;
 using namespace vlmamba;
+using vlmamba::test::read_bytes;
+using vlmamba::test::write_bytes;
 
 namespace {
 
@@ -58,16 +60,6 @@ struct ScratchDir {
 const fs::path& scratch_dir() {
     static const ScratchDir dir;
     return dir.path;
-}
-
-void write_file(const fs::path& p, const Bytes& b) {
-    std::ofstream out(p, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-Bytes read_file(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return Bytes(std::istreambuf_iterator<char>(in), {});
 }
 
 std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
@@ -204,7 +196,7 @@ struct FixtureTensor {
 };
 
 std::map<std::string, FixtureTensor> read_safetensors(const fs::path& p) {
-    const Bytes b = read_file(p);
+    const Bytes b = read_bytes(p);
     REQUIRE(b.size() >= 8);
     std::uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | b[static_cast<std::size_t>(i)];
@@ -263,7 +255,7 @@ TEST_CASE("load_image converts gray, gray+alpha and RGBA to RGB as PIL's convert
         CAPTURE(comp);
         const Bytes px = random_bytes(static_cast<std::size_t>(w * h * comp), 10u + static_cast<std::uint32_t>(comp));
         const fs::path p = scratch_dir() / ("comp" + std::to_string(comp) + ".png");
-        write_file(p, encode_png(w, h, comp, px));
+        write_bytes(p, encode_png(w, h, comp, px));
         const Image img = load_image(p);
         REQUIRE(img.width == w);
         REQUIRE(img.height == h);
@@ -325,34 +317,35 @@ TEST_CASE("load_image errors name the file") {
     check_error([&] { load_image(dir / "missing.png"); }, {"[load_image]", "missing.png", "not found"});
     check_error([&] { load_image(dir); }, {"[load_image]", "directory"});
 
-    write_file(dir / "fake.webp", Bytes{'R', 'I', 'F', 'F', 0x24, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', ' '});
+    write_bytes(dir / "fake.webp", Bytes{'R', 'I', 'F', 'F', 0x24, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', ' '});
     check_error([&] { load_image(dir / "fake.webp"); }, {"fake.webp", "unsupported image format: webp"});
-    write_file(dir / "photo.heic", Bytes{0, 0, 0, 0x18, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c', 0, 0, 0, 0});
+    write_bytes(dir / "photo.heic", Bytes{0, 0, 0, 0x18, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c', 0, 0, 0, 0});
     check_error([&] { load_image(dir / "photo.heic"); }, {"photo.heic", "unsupported image format: heic"});
-    write_file(dir / "scan.tif", Bytes{'I', 'I', '*', 0, 8, 0, 0, 0});
+    write_bytes(dir / "scan.tif", Bytes{'I', 'I', '*', 0, 8, 0, 0, 0});
     check_error([&] { load_image(dir / "scan.tif"); }, {"scan.tif", "unsupported image format: tiff"});
     const std::string text = "this is not an image\n";
-    write_file(dir / "unknown.png", Bytes(text.begin(), text.end()));
+    write_bytes(dir / "unknown.png", Bytes(text.begin(), text.end()));
     check_error([&] { load_image(dir / "unknown.png"); }, {"unknown.png", "unsupported image format: unknown"});
-    write_file(dir / "empty.png", Bytes{});
+    write_bytes(dir / "empty.png", Bytes{});
     check_error([&] { load_image(dir / "empty.png"); }, {"empty.png", "empty"});
 
-    write_file(dir / "zero.png", png_header(0, 0));
+    write_bytes(dir / "zero.png", png_header(0, 0));
     check_error([&] { load_image(dir / "zero.png"); }, {"zero.png", "0x0"});
-    write_file(dir / "huge.png", png_header(100000, 100000));
+    write_bytes(dir / "huge.png", png_header(100000, 100000));
     check_error([&] { load_image(dir / "huge.png"); }, {"huge.png", "100000x100000", "16384"});
-    write_file(dir / "long.png", png_header(16385, 1));
+    write_bytes(dir / "long.png", png_header(16385, 1));
     check_error([&] { load_image(dir / "long.png"); }, {"long.png", "16385x1"});
 
     const Bytes good = encode_png(40, 30, 3, random_bytes(40 * 30 * 3, 5));
-    write_file(dir / "truncated.png", Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2)));
+    write_bytes(dir / "truncated.png",
+                Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2)));
     check_error([&] { load_image(dir / "truncated.png"); }, {"truncated.png", "corrupt or truncated png"});
-    write_file(dir / "stub.png", Bytes(good.begin(), good.begin() + 12));
+    write_bytes(dir / "stub.png", Bytes(good.begin(), good.begin() + 12));
     check_error([&] { load_image(dir / "stub.png"); }, {"stub.png", "IHDR"});
 
     const Bytes jpg = encode_jpg(32, 24, random_bytes(32 * 24 * 3, 6), 90);
     CHECK(decode_image(jpg, "ok.jpg").width == 32);
-    write_file(dir / "cut.jpg", Bytes(jpg.begin(), jpg.begin() + static_cast<std::ptrdiff_t>(jpg.size() * 2 / 3)));
+    write_bytes(dir / "cut.jpg", Bytes(jpg.begin(), jpg.begin() + static_cast<std::ptrdiff_t>(jpg.size() * 2 / 3)));
     check_error([&] { load_image(dir / "cut.jpg"); }, {"cut.jpg", "corrupt or truncated jpeg", "end-of-image"});
     // An APP1 segment holding an embedded EOI (as an EXIF thumbnail does) must not hide the truncation.
     Bytes exif = {jpg[0], jpg[1], 0xFF, 0xE1, 0x00, 0x08, 'E', 'x', 0xFF, 0xD8, 0xFF, 0xD9};
@@ -360,7 +353,7 @@ TEST_CASE("load_image errors name the file") {
     CHECK(decode_image(exif, "exif.jpg").height == 24);
     check_error([&] { decode_image(Bytes(exif.begin(), exif.end() - 40), "exif_cut.jpg"); },
                 {"exif_cut.jpg", "end-of-image"});
-    write_file(dir / "header.jpg", Bytes{0xFF, 0xD8, 0xFF, 0xE0, 0x00});
+    write_bytes(dir / "header.jpg", Bytes{0xFF, 0xD8, 0xFF, 0xE0, 0x00});
     check_error([&] { load_image(dir / "header.jpg"); }, {"header.jpg", "jpeg"});
 }
 

@@ -3,9 +3,7 @@
 // with torch 1.13; expected values from torch and from the transformers goldens in tests/data/mamba).
 #include <doctest/doctest.h>
 
-#include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -16,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
 #include "test_helpers.hpp"
 #include "vlmamba/io/convert.hpp"
@@ -28,65 +25,31 @@
 
 namespace fs = std::filesystem;
 using namespace vlmamba;
+using vlmamba::test::error_of;
+using vlmamba::test::read_bytes;
 using vlmamba::test::rel_err;
+using vlmamba::test::same_bytes;
+using vlmamba::test::TempDir;
+using vlmamba::test::write_bytes;
 
 namespace {
 
-const fs::path kData = fs::path(VLMAMBA_TEST_DATA_DIR) / "pytorch";
+const fs::path kPytorchData = fs::path(VLMAMBA_TEST_DATA_DIR) / "pytorch";
 const fs::path kGolden = fs::path(VLMAMBA_TEST_DATA_DIR) / "mamba" / "tiny-tied" / "golden.safetensors";
 const char* const kPayloadMark = "/tmp/vlmamba_pytorch_payload_ran";  // what the bad files' payloads would create
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("vlmamba_pt_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
-std::vector<unsigned char> read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
-
-void write_bytes(const fs::path& p, const std::vector<unsigned char>& b) {
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-}
-
-bool same_bytes(const Tensor& a, const Tensor& b) {
-    if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-    const Tensor x = a.contiguous(), y = b.contiguous();
-    return x.nbytes() == 0 || std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
-}
 
 std::vector<std::int32_t> golden_ids() {
     const WeightStore g = WeightStore::open(kGolden);
     return test::ids_of(g.get("input_ids"));
 }
 
-Tensor golden(const char* name) { return WeightStore::open(kGolden).get(name); }
+Tensor golden_tensor(const char* name) { return WeightStore::open(kGolden).get(name); }
 
 }  // namespace
 
 TEST_CASE("pytorch: Mamba checkpoints made by torch.save load to the transformers logits") {
     const auto ids = golden_ids();
-    const Tensor logits = golden("logits"), logits_bf16 = golden("logits_bf16");
+    const Tensor logits = golden_tensor("logits"), logits_bf16 = golden_tensor("logits_bf16");
     struct Case {
         const char* dir;
         bool bf16;   // weights rounded to bf16: compare with transformers on the bf16 file
@@ -97,7 +60,7 @@ TEST_CASE("pytorch: Mamba checkpoints made by torch.save load to the transformer
                          Case{"mamba-zip64", true, 3e-2}, Case{"torch2/mamba-bf16", true, 3e-2}}) {
         const std::string dir_name = c.dir;
         CAPTURE(dir_name);
-        const fs::path dir = kData / c.dir;
+        const fs::path dir = kPytorchData / c.dir;
         const WeightStore store = WeightStore::open(dir);
         CHECK(store.format() == WeightFormat::Pytorch);
         CHECK(store.sharded() == (std::string(c.dir) == "mamba-sharded"));
@@ -109,7 +72,7 @@ TEST_CASE("pytorch: Mamba checkpoints made by torch.save load to the transformer
     }
     // The tied head shares the embedding's storage: one view, no copy.
     for (const char* d : {"mamba-f32", "mamba-bf16", "mamba-zip64", "torch2/mamba-bf16"}) {
-        const WeightStore s = WeightStore::open(kData / d / "pytorch_model.bin");
+        const WeightStore s = WeightStore::open(kPytorchData / d / "pytorch_model.bin");
         CHECK(s.get("lm_head.weight").raw() == s.get("backbone.embedding.weight").raw());
     }
 }
@@ -119,7 +82,7 @@ TEST_CASE("pytorch: dtypes, storage offsets and strides as torch wrote them (zip
     // .data/serialization_id entries) wrote torch2/.
     for (const std::string file : {"views.pt", "views_zip64.pt", "views_legacy.pt", "torch2/views.pt"}) {
         CAPTURE(file);
-        const fs::path path = kData / file;
+        const fs::path path = kPytorchData / file;
         const SafetensorsFile expected = SafetensorsFile::open(path.parent_path() / "views_expected.safetensors");
         const PytorchCheckpoint c = PytorchCheckpoint::open(path);
         CHECK(c.format() == (file == "views_legacy.pt" ? PytorchCheckpoint::Format::Legacy
@@ -140,7 +103,7 @@ TEST_CASE("pytorch: dtypes, storage offsets and strides as torch wrote them (zip
     }
     // Zip entries are 64-byte aligned: contiguous tensors are views of the mapping, and views of one storage
     // (two names, a storage offset) point into the same memory.
-    const PytorchCheckpoint c = PytorchCheckpoint::open(kData / "views.pt");
+    const PytorchCheckpoint c = PytorchCheckpoint::open(kPytorchData / "views.pt");
     const Tensor base = c.get("f32");
     CHECK(c.get("f32_tied").raw() == base.raw());
     CHECK(c.get("f32_offset_rows").raw() == base.raw() + 16 * 4);
@@ -154,7 +117,7 @@ TEST_CASE("pytorch: dtypes, storage offsets and strides as torch wrote them (zip
 }
 
 TEST_CASE("pytorch: a nested checkpoint flattens to dotted names and keeps its other values") {
-    for (const fs::path& dir : {kData, kData / "torch2"}) {
+    for (const fs::path& dir : {kPytorchData, kPytorchData / "torch2"}) {
         const std::string dir_name = dir.string();
         CAPTURE(dir_name);
         std::ifstream in(dir / "nested_expected.json");
@@ -178,7 +141,7 @@ TEST_CASE("pytorch: a nested checkpoint flattens to dotted names and keeps its o
     }
 
     std::ostringstream out;
-    inspect(kData / "nested.pt", out);
+    inspect(kPytorchData / "nested.pt", out);
     const std::string s = out.str();
     CHECK(s.find("(PyTorch checkpoint)") != std::string::npos);
     CHECK(s.find("model.projector.fc1.weight  F32") != std::string::npos);
@@ -224,7 +187,7 @@ TEST_CASE("pytorch: every bad file is refused with one line naming the file and 
         {"mark_bomb.pt", "more than 256 open MARKs"},
     };
     std::size_t seen = 0;
-    for (const auto& de : fs::directory_iterator(kData / "bad")) {
+    for (const auto& de : fs::directory_iterator(kPytorchData / "bad")) {
         const std::string fn = de.path().filename().string();
         if (fn == "README.md") continue;
         CAPTURE(fn);
@@ -247,7 +210,7 @@ TEST_CASE("pytorch: every bad file is refused with one line naming the file and 
 
 TEST_CASE("pytorch: WeightStore prefers safetensors, accepts pytorch_model.bin and .bin/.pt paths") {
     TempDir d;
-    const fs::path src = kData / "mamba-f32";
+    const fs::path src = kPytorchData / "mamba-f32";
     fs::copy_file(src / "pytorch_model.bin", d.path / "pytorch_model.bin");
     WeightStore s = WeightStore::open(d.path);
     CHECK(s.format() == WeightFormat::Pytorch);
@@ -264,22 +227,22 @@ TEST_CASE("pytorch: WeightStore prefers safetensors, accepts pytorch_model.bin a
     CHECK(s.contains("only_here"));
 
     // A file path of any name is sniffed; .pt and .bin are PyTorch.
-    fs::copy_file(kData / "views.pt", d.path / "weights.pth");
-    fs::copy_file(kData / "views.pt", d.path / "weights.data");
+    fs::copy_file(kPytorchData / "views.pt", d.path / "weights.pth");
+    fs::copy_file(kPytorchData / "views.pt", d.path / "weights.data");
     CHECK(WeightStore::open(d.path / "weights.pth").contains("f32_tied"));
     CHECK(WeightStore::open(d.path / "weights.data").contains("f32_tied"));
 
     // A shard of the other format in an index is refused, naming both.
     fs::create_directories(d.path / "mixed");
     save_safetensors(d.path / "mixed" / "a.safetensors", {{"a", Tensor::full({2}, 1.f)}});
-    fs::copy_file(kData / "views.pt", d.path / "mixed" / "b.bin");
+    fs::copy_file(kPytorchData / "views.pt", d.path / "mixed" / "b.bin");
     std::ofstream(d.path / "mixed" / "pytorch_model.bin.index.json")
         << R"({"weight_map": {"a": "a.safetensors", "f32": "b.bin"}})";
     const std::string msg = error_of([&] { WeightStore::open(d.path / "mixed"); });
     CHECK(msg.find("b.bin is a PyTorch checkpoint, but the other files are safetensors files") != std::string::npos);
 
     // A shape mismatch names the shard in a sharded PyTorch store.
-    const WeightStore sh = WeightStore::open(kData / "mamba-sharded");
+    const WeightStore sh = WeightStore::open(kPytorchData / "mamba-sharded");
     WeightLoader l(sh);
     l.take("lm_head.weight", {1, 2});
     const std::string mismatch = error_of([&] { l.finish(); });
@@ -289,24 +252,24 @@ TEST_CASE("pytorch: WeightStore prefers safetensors, accepts pytorch_model.bin a
 
 TEST_CASE("pytorch: convert writes safetensors with the same names and values") {
     TempDir d;
-    const ConvertSummary s = convert_to_safetensors(kData / "views.pt", d.path / "views.safetensors");
+    const ConvertSummary s = convert_to_safetensors(kPytorchData / "views.pt", d.path / "views.safetensors");
     CHECK(s.tensors == 18);
     const SafetensorsFile out = SafetensorsFile::open(d.path / "views.safetensors");
-    const SafetensorsFile expected = SafetensorsFile::open(kData / "views_expected.safetensors");
+    const SafetensorsFile expected = SafetensorsFile::open(kPytorchData / "views_expected.safetensors");
     CHECK(out.names() == expected.names());
     for (const auto& name : expected.names()) CHECK(same_bytes(out.get(name), expected.get(name)));
     CHECK(out.metadata().at("format") == "pt");
 
-    const ConvertSummary n = convert_to_safetensors(kData / "nested.pt", d.path / "nested.safetensors");
+    const ConvertSummary n = convert_to_safetensors(kPytorchData / "nested.pt", d.path / "nested.safetensors");
     CHECK(n.skipped_leaves == 10);
 
     // A converted Mamba directory gives the same logits as the checkpoint.
     fs::create_directories(d.path / "lm");
-    fs::copy_file(kData / "mamba-sharded" / "config.json", d.path / "lm" / "config.json");
-    convert_to_safetensors(kData / "mamba-sharded", d.path / "lm" / "model.safetensors");
+    fs::copy_file(kPytorchData / "mamba-sharded" / "config.json", d.path / "lm" / "config.json");
+    convert_to_safetensors(kPytorchData / "mamba-sharded", d.path / "lm" / "model.safetensors");
     const auto ids = golden_ids();
-    CHECK(rel_err(load_mamba_lm(d.path / "lm").forward(ids), golden("logits_bf16")) <= 2e-5);
-    CHECK(error_of([&] { convert_to_safetensors(kData / "bad" / "os_system.pt", d.path / "x.safetensors"); })
+    CHECK(rel_err(load_mamba_lm(d.path / "lm").forward(ids), golden_tensor("logits_bf16")) <= 2e-5);
+    CHECK(error_of([&] { convert_to_safetensors(kPytorchData / "bad" / "os_system.pt", d.path / "x.safetensors"); })
               .find("refused global posix.system") != std::string::npos);
     CHECK_FALSE(fs::exists(d.path / "x.safetensors"));
 }
@@ -340,7 +303,7 @@ TEST_CASE("pytorch: random corruption of real checkpoints gives errors, never cr
     TempDir d;
     std::mt19937 gen(11);
     for (const char* name : {"views.pt", "views_legacy.pt", "nested.pt", "views_zip64.pt"}) {
-        const auto orig = read_bytes(kData / name);
+        const auto orig = read_bytes(kPytorchData / name);
         for (int trial = 0; trial < 150; ++trial) {
             auto b = orig;
             const int kind = trial % 3;

@@ -2,21 +2,18 @@
 // tests/data/safetensors (written by zoo/make_safetensors_corpus.py).
 #include <doctest/doctest.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
+#include "test_helpers.hpp"
 #include "vlmamba/io/inspect.hpp"
 #include "vlmamba/io/mmap_file.hpp"
 #include "vlmamba/io/safetensors.hpp"
@@ -28,44 +25,15 @@
 
 namespace fs = std::filesystem;
 using namespace vlmamba;
+using vlmamba::test::error_of;
+using vlmamba::test::read_bytes;
+using vlmamba::test::same_bytes;
+using vlmamba::test::TempDir;
+using vlmamba::test::write_bytes;
 
 namespace {
 
 fs::path corpus() { return fs::path(VLMAMBA_TEST_DATA_DIR) / "safetensors"; }
-
-// A fresh directory under the system temp dir, removed at scope exit.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("vlmamba_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
-std::vector<unsigned char> read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
-
-void write_bytes(const fs::path& p, const std::string& s) {
-    std::ofstream out(p, std::ios::binary);
-    out.write(s.data(), std::streamsize(s.size()));
-}
 
 // A tensor of `dtype` filled with seeded values exactly representable in every float dtype.
 Tensor random_tensor(Shape shape, DType dtype, std::uint32_t seed) {
@@ -80,12 +48,6 @@ Tensor random_tensor(Shape shape, DType dtype, std::uint32_t seed) {
         else detail::store_from_f32(p, dtype, float(v) / 8.f);
     }
     return t;
-}
-
-bool same_bytes(const Tensor& a, const Tensor& b) {
-    if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-    const Tensor x = a.contiguous(), y = b.contiguous();
-    return x.nbytes() == 0 || std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "test_helpers.hpp"
 #include "vlmamba/ops/selective_scan.hpp"
 
 // GCC 12.2 bug 105593: spurious -Wuninitialized from AVX-512 intrinsics inlined into these tests.
@@ -23,13 +24,7 @@ using namespace vlmamba;
 using Vf = cpu::scan_detail::Vf;
 using Arch = cpu::scan_detail::Arch;
 constexpr int W = cpu::scan_detail::W;
-
-std::vector<float> uniform(std::size_t n, float lo, float hi, std::mt19937& g) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
+using vlmamba::test::uniform;
 
 // max |a - b| / max |b|
 double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
@@ -54,16 +49,16 @@ struct ScanCase {
           softplus(flags & 8), h_in(flags & 16), h_out(flags & 32), pad(pad_) {
         std::mt19937 g(seed);
         const std::size_t rows = std::size_t(B) * L, le = E + pad, ln = N + pad;
-        u = uniform(rows * le, -2.f, 2.f, g);                                 // (B, L, E + pad)
-        delta = softplus ? uniform(rows * le, -6.f, 1.f, g)                   // pre-softplus
-                         : uniform(rows * le, 0.001f, 1.3f, g);               // dt itself
-        A = uniform(std::size_t(E) * N, -16.f, -1.f, g);                      // (E, N)
-        Bm = uniform(rows * ln, -1.5f, 1.5f, g);                              // (B, L, N + pad)
-        Cm = uniform(rows * ln, -1.5f, 1.5f, g);                              // (B, L, N + pad)
-        D = uniform(E, -1.f, 1.f, g);                                         // (E)
-        z = uniform(rows * le, -4.f, 4.f, g);                                 // (B, L, E + pad)
-        bias = uniform(E, -1.f, 0.5f, g);                                     // (E)
-        h = uniform(std::size_t(B) * E * N, -1.f, 1.f, g);                    // (B, E, N)
+        u = uniform(g, rows * le, -2.f, 2.f);                                 // (B, L, E + pad)
+        delta = softplus ? uniform(g, rows * le, -6.f, 1.f)                   // pre-softplus
+                         : uniform(g, rows * le, 0.001f, 1.3f);               // dt itself
+        A = uniform(g, std::size_t(E) * N, -16.f, -1.f);                      // (E, N)
+        Bm = uniform(g, rows * ln, -1.5f, 1.5f);                              // (B, L, N + pad)
+        Cm = uniform(g, rows * ln, -1.5f, 1.5f);                              // (B, L, N + pad)
+        D = uniform(g, E, -1.f, 1.f);                                         // (E)
+        z = uniform(g, rows * le, -4.f, 4.f);                                 // (B, L, E + pad)
+        bias = uniform(g, E, -1.f, 0.5f);                                     // (E)
+        h = uniform(g, std::size_t(B) * E * N, -1.f, 1.f);                    // (B, E, N)
         y.assign(rows * le, 0.f);                                             // (B, L, E + pad)
         if (pad) {  // the gaps must never be read
             const float nan = std::numeric_limits<float>::quiet_NaN();

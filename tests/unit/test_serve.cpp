@@ -12,6 +12,7 @@
 
 using namespace vlmamba;
 namespace fs = std::filesystem;
+using vlmamba::test::read_bytes;
 
 namespace {
 
@@ -27,11 +28,6 @@ std::string base64(const std::vector<std::uint8_t>& b) {
         s.push_back(i + 2 < b.size() ? a[v & 63] : '=');
     }
     return s;
-}
-
-std::vector<std::uint8_t> read_file(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
 }
 
 std::vector<std::uint8_t> bytes(std::string_view s) { return {s.begin(), s.end()}; }
@@ -53,7 +49,7 @@ struct Question {
 nlohmann::json user_with_image(const fs::path& image, const std::string& text) {
     return {{"role", "user"},
             {"content",
-             {{{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + base64(read_file(image))}}}},
+             {{{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + base64(read_bytes(image))}}}},
               {{"type", "text"}, {"text", text}}}}};
 }
 

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_helpers.hpp"
 #include "vlmamba/io/tokenizer.hpp"
 #include "vlmamba/io/utf8.hpp"
 
@@ -21,6 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using vlmamba::Tokenizer;
+using vlmamba::test::error_of;
 using Ids = std::vector<std::int32_t>;
 
 // GPT-2 bytes->unicode, derived here independently of the library.
@@ -38,7 +40,7 @@ std::string byte_sym(unsigned b) {
     return {};
 }
 
-fs::path temp_dir() {
+fs::path fresh_temp_dir() {
     static std::atomic<int> counter{0};
     const fs::path dir = fs::temp_directory_path() /
                          ("vlmamba_tok_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
@@ -47,7 +49,7 @@ fs::path temp_dir() {
 }
 
 fs::path write_file(const std::string& text, const std::string& name = "tokenizer.json") {
-    const fs::path p = temp_dir() / name;
+    const fs::path p = fresh_temp_dir() / name;
     std::ofstream(p, std::ios::binary) << text;
     return p;
 }
@@ -132,15 +134,6 @@ std::vector<std::string> pieces(std::string_view s) {
     std::vector<std::string> out;
     vlmamba::detail::tok::pre_tokenize(s, [&](std::size_t b, std::size_t e) { out.emplace_back(s.substr(b, e - b)); });
     return out;
-}
-
-std::string error_of(auto&& f) {
-    try {
-        f();
-    } catch (const vlmamba::Error& e) {
-        return e.what();
-    }
-    return "<no error>";
 }
 
 }  // namespace
@@ -378,7 +371,7 @@ TEST_CASE("tokenizer: a default-constructed tokenizer is empty") {
 }
 
 TEST_CASE("tokenizer: loading errors name the file") {
-    const fs::path missing = temp_dir() / "nope.json";
+    const fs::path missing = fresh_temp_dir() / "nope.json";
     std::string err = error_of([&] { (void)Tokenizer::from_file(missing); });
     CHECK(err.find(missing.string()) != std::string::npos);
 
