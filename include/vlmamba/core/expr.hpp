@@ -6,7 +6,7 @@
 #include <type_traits>
 
 #include "vlmamba/core/tensor.hpp"
-#include "vlmamba/ops/functors.hpp"
+#include "vlmamba/core/functors.hpp"
 
 namespace vlmamba {
 

@@ -13,7 +13,7 @@
 
 #include "vlmamba/core/parallel.hpp"
 #include "vlmamba/core/tensor.hpp"
-#include "vlmamba/ops/functors.hpp"
+#include "vlmamba/core/functors.hpp"
 
 namespace vlmamba {
 

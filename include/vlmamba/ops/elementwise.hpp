@@ -2,4 +2,4 @@
 #pragma once
 #include "vlmamba/core/assign.hpp"
 #include "vlmamba/core/expr.hpp"
-#include "vlmamba/ops/functors.hpp"
+#include "vlmamba/core/functors.hpp"
