@@ -70,6 +70,33 @@ void* malloc(std::size_t bytes) {
     return p;
 }
 void free(void* p) { VLM_CUDA_CHECK(cudaFree(p), "free"); }
+
+void* tensor_malloc(std::size_t bytes) {
+    static const bool pool_keeps = [] {  // the pool keeps freed memory for reuse instead of returning it at syncs
+        int dev = 0;
+        cudaMemPool_t pool = nullptr;
+        VLM_CUDA_CHECK(cudaGetDevice(&dev), "tensor_malloc");
+        VLM_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev), "tensor_malloc");
+        std::uint64_t keep = UINT64_MAX;
+        VLM_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "tensor_malloc");
+        return true;
+    }();
+    (void)pool_keeps;
+    void* p = nullptr;
+    VLM_CUDA_CHECK(cudaMallocAsync(&p, bytes ? bytes : 1, nullptr), "tensor_malloc");
+    return p;
+}
+void tensor_free(void* p) { VLM_CUDA_CHECK(cudaFreeAsync(p, nullptr), "tensor_free"); }
+
+void copy_2d(void* dst, std::size_t dpitch, bool dst_device, const void* src, std::size_t spitch, bool src_device,
+             std::size_t width, std::size_t rows) {
+    const cudaMemcpyKind kind = dst_device ? (src_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                           : (src_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+    if (kind == cudaMemcpyDeviceToDevice)  // in stream order with the ops, no host wait
+        VLM_CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, kind, nullptr), "copy_2d");
+    else
+        VLM_CUDA_CHECK(cudaMemcpy2D(dst, dpitch, src, spitch, width, rows, kind), "copy_2d");
+}
 void copy_h2d(void* d, const void* s, std::size_t n) { VLM_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyHostToDevice), "copy_h2d"); }
 void copy_d2h(void* d, const void* s, std::size_t n) { VLM_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToHost), "copy_d2h"); }
 void copy_d2d(void* d, const void* s, std::size_t n, Stream st) {

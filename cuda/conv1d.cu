@@ -18,16 +18,18 @@ __global__ void conv1d_kernel(Conv1dArgs a) {
     const float* x = a.x + std::int64_t(b) * L * ldx;
     const float* w = a.w + std::int64_t(c) * K;
     float acc = a.bias ? a.bias[c] : 0.0f;
+    const float* before = a.state_in ? a.state_in + (std::int64_t(b) * E + c) * K : nullptr;  // x_{-K..-1}
     for (int j = 0; j < K; ++j) {
         const int tt = t - K + 1 + j;
         if (tt >= 0) acc += w[j] * x[tt * ldx + c];
+        else if (before) acc += w[j] * before[K + tt];
     }
     a.y[i] = a.silu ? silu(acc) : acc;
     if (a.state && t == L - 1) {
         float* st = a.state + (std::int64_t(b) * E + c) * K;
         for (int j = 0; j < K; ++j) {
             const int tt = L - K + j;
-            st[j] = tt >= 0 ? x[tt * ldx + c] : 0.0f;
+            st[j] = tt >= 0 ? x[tt * ldx + c] : before ? before[K + tt] : 0.0f;
         }
     }
 }

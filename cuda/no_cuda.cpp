@@ -13,6 +13,9 @@ const char* device_name() { no_cuda("device_name"); }
 int sm_count() { no_cuda("sm_count"); }
 void* malloc(std::size_t) { no_cuda("malloc"); }
 void free(void*) { no_cuda("free"); }
+void* tensor_malloc(std::size_t) { no_cuda("tensor_malloc"); }
+void tensor_free(void*) {}
+void copy_2d(void*, std::size_t, bool, const void*, std::size_t, bool, std::size_t, std::size_t) { no_cuda("copy_2d"); }
 void copy_h2d(void*, const void*, std::size_t) { no_cuda("copy_h2d"); }
 void copy_d2h(void*, const void*, std::size_t) { no_cuda("copy_d2h"); }
 void copy_d2d(void*, const void*, std::size_t, Stream) { no_cuda("copy_d2d"); }
@@ -43,5 +46,6 @@ void layer_norm(const LayerNormArgs&, Stream) { no_cuda("layer_norm"); }
 void bias_act(float*, const float*, std::int64_t, int, Activation, Stream) { no_cuda("bias_act"); }
 void bias_residual(float*, const float*, const float*, std::int64_t, int, Stream) { no_cuda("bias_residual"); }
 void softmax_rows(float*, std::int64_t, int, float, Stream) { no_cuda("softmax_rows"); }
+void add_scaled(float*, const float*, const float*, std::int64_t, int, Stream) { no_cuda("add_scaled"); }
 void vit_embed(const VitEmbedArgs&, Stream) { no_cuda("vit_embed"); }
 }  // namespace vlmamba::cuda

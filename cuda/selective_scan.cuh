@@ -15,7 +15,7 @@
 #include <type_traits>
 
 #include "common.cuh"
-#include "vlmamba/ops/scan_args.hpp"
+#include "vlmamba/core/scan_args.hpp"
 
 namespace vlmamba::cuda::detail {
 

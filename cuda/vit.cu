@@ -71,6 +71,12 @@ __global__ void bias_residual_kernel(float* x, const float* y, const float* b, s
     x[i] += y[i] + (b ? b[i % cols] : 0.0f);
 }
 
+__global__ void add_scaled_kernel(float* x, const float* y, const float* g, std::int64_t rows, int cols) {
+    const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    x[i] += y[i] * g[i % cols];
+}
+
 // One block per row: softmax(scale · x).
 __global__ void softmax_rows_kernel(float* x, int cols, float scale) {
     __shared__ float red[vit_threads / 32];
@@ -116,6 +122,13 @@ void bias_residual(float* x, const float* y, const float* b, std::int64_t rows, 
     const std::int64_t n = rows * cols;
     detail::bias_residual_kernel<<<detail::blocks_for(n, 256), 256, 0, detail::stream(s)>>>(x, y, b, rows, cols);
     detail::check_launch("bias_residual");
+}
+
+void add_scaled(float* x, const float* y, const float* g, std::int64_t rows, int cols, Stream s) {
+    const std::int64_t n = rows * cols;
+    if (n <= 0) return;
+    detail::add_scaled_kernel<<<detail::blocks_for(n, 256), 256, 0, detail::stream(s)>>>(x, y, g, rows, cols);
+    detail::check_launch("add_scaled");
 }
 
 void softmax_rows(float* x, std::int64_t rows, int cols, float scale, Stream s) {

@@ -1,7 +1,7 @@
 // GPU benchmark table: the selective scan at mamba-2.8b layer shapes (µs, effective GB/s) against a device copy
 // measured in the same run, one layer's fused decode kernels (conv update + state update) at B 1/8/64, and
-// whole-model decode tokens/s of a random mamba-2.8b-shaped CudaMambaLm with bf16 weights against the weight-read
-// floor (a device read of the same number of bytes, measured in the same run).
+// whole-model decode tokens/s of a random mamba-2.8b-shaped MambaLm moved to the GPU with bf16 weights against the
+// weight-read floor (a device read of the same number of bytes, measured in the same run).
 // Usage: bench_cuda [--layers N]   (the decode model's layer count; 64 by default)
 #include <algorithm>
 #include <chrono>
@@ -16,8 +16,9 @@
 
 #include "vlmamba/cuda/api.hpp"
 #include "vlmamba/cuda/decode.hpp"
-#include "vlmamba/models/mamba_lm_cuda.hpp"
-#include "vlmamba/models/vision_encoder_cuda.hpp"
+#include "vlmamba/cuda/device_buffer.hpp"
+#include "vlmamba/models/mamba_lm.hpp"
+#include "vlmamba/models/vision_encoder.hpp"
 
 namespace cu = vlmamba::cuda;
 using vlmamba::DType;
@@ -209,11 +210,15 @@ void bench_vision(std::mt19937& g, int layers) {
     c.family = vlmamba::VisionFamily::Siglip, c.hidden_size = 1152, c.intermediate_size = 4304;
     c.num_hidden_layers = layers, c.num_attention_heads = 16, c.image_size = 384, c.patch_size = 14;
     const std::int64_t C = c.hidden_size, I = c.intermediate_size, N = c.num_positions();
+    e.embeddings.cfg = {3, int(C), 14, 384, /*bias=*/true, /*class_token=*/false};
     e.embeddings.patch_embedding_weight = rnd({C, 3, 14, 14});
     e.embeddings.patch_embedding_bias = rnd({C});
     e.embeddings.position_embedding_weight = rnd({N, C});
     for (int i = 0; i < layers; ++i) {
         vlmamba::VitBlock b;
+        b.cfg = {int(C), c.num_attention_heads, int(I), c.layer_norm_eps, vlmamba::VitAct::GeluTanh};
+        b.self_attn.cfg = {int(C), c.num_attention_heads};
+        b.mlp.cfg = {int(C), int(I), vlmamba::VitAct::GeluTanh};
         b.layer_norm1_weight = ones(C), b.layer_norm1_bias = rnd({C});
         b.self_attn.qkv_weight = rnd({3 * C, C}), b.self_attn.qkv_bias = rnd({3 * C});
         b.self_attn.out_proj_weight = rnd({C, C}), b.self_attn.out_proj_bias = rnd({C});
@@ -228,12 +233,13 @@ void bench_vision(std::mt19937& g, int layers) {
     std::printf("\nvision tower, random SigLIP-SO400M/14-384 shape, %d layers to the features: %.0f GFLOP\n", upto,
                 flop * 1e-9);
     std::printf("%-5s %10s %10s %16s %10s\n", "mode", "ms", "GFLOP/s", "GEMM GFLOP/s", "of GEMM");
+    const vlmamba::VisionEncoder v = e.to(vlmamba::Device::Cuda);
     for (bool tf32 : {false, true}) {
-        const vlmamba::CudaVisionEncoder v = vlmamba::CudaVisionEncoder::upload(e, tf32);
-        v.features(px);  // warm-up (workspace, cuBLAS)
+        vlmamba::set_cuda_tf32(tf32);
+        v.features(px).to(vlmamba::Device::Cpu);  // warm-up (memory pool, cuBLAS); the copy waits for the GPU
         const int reps = 5;
         const auto t0 = std::chrono::steady_clock::now();
-        for (int r = 0; r < reps; ++r) v.features(px);
+        for (int r = 0; r < reps; ++r) v.features(px).to(vlmamba::Device::Cpu);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
         // the ceiling: one (N, I) x (I, C)-sized product in the same mode, timed alone
         const std::size_t m = 4096, n = 4096, k = 4096;
@@ -246,65 +252,53 @@ void bench_vision(std::mt19937& g, int layers) {
         std::printf("%-5s %10.2f %10.0f %16.0f %9.0f%%\n", tf32 ? "tf32" : "f32", s * 1e3, flop / s * 1e-9, gemm_gflops,
                     100.0 * flop / s * 1e-9 / gemm_gflops);
     }
+    vlmamba::set_cuda_tf32(false);
 }
-
-namespace {
-
-// Fills a device buffer of bf16 (or f32) weights from a pool of random values, rotating through the pool.
-void fill_pool(vlmamba::DeviceBuffer& b, DType t, const std::vector<std::uint16_t>& pool16,
-               const std::vector<float>& pool32, std::size_t& at) {
-    const std::size_t es = vlmamba::dtype_size(t), n = b.bytes() / es, psize = pool16.size();
-    for (std::size_t done = 0; done < n;) {
-        at %= psize;
-        const std::size_t c = std::min(n - done, psize - at);
-        const void* src = t == DType::BF16 ? (const void*)(pool16.data() + at) : (const void*)(pool32.data() + at);
-        cu::copy_h2d(b.as<char>() + done * es, src, c * es);
-        done += c;
-        at += c * 7 / 3 + 1;
-    }
-}
-
-void fill_const(vlmamba::DeviceBuffer& b, const std::vector<float>& v) { cu::copy_h2d(b.get(), v.data(), b.bytes()); }
-
-}  // namespace
 
 // Decode of a random mamba-2.8b-shaped model (d_model 2560, d_inner 5120, N 16, dt_rank 160, vocab 50280, tied
-// head) with bf16 weights: tokens/s at B 1, 8, 64 through CudaMambaLm::step_greedy (graph replay, host syncs and
-// the token/argmax copies included), against the read floor of the weights one step reads.
+// head) with bf16 weights: tokens/s at B 1, 8, 64 through MambaLm::step_greedy on the GPU (the fused step: graph
+// replay, host syncs and the token/argmax copies included), against the read floor of the weights one step reads.
 void bench_decode(int n_layer, std::mt19937& g) {
+    using vlmamba::Tensor;
     vlmamba::MambaConfig c;
     c.d_model = 2560, c.n_layer = n_layer, c.vocab_size = 50280, c.d_state = 16, c.d_conv = 4, c.d_inner = 5120;
     c.dt_rank = 160;
-    auto lm = vlmamba::CudaMambaLm::allocate(c, DType::BF16, /*tied=*/true);
     std::vector<std::uint16_t> pool16(std::size_t(1) << 24);
-    std::vector<float> pool32(pool16.size());
     std::uniform_real_distribution<float> d(-0.02f, 0.02f);
-    for (std::size_t i = 0; i < pool16.size(); ++i) {
-        pool32[i] = d(g);
-        pool16[i] = vlmamba::f32_to_bf16(pool32[i]);
-    }
+    for (auto& x : pool16) x = vlmamba::f32_to_bf16(d(g));
     std::size_t at = 0;
-    const int E = c.d_inner, N = c.d_state, K = c.d_conv;
-    fill_pool(lm.embedding, DType::BF16, pool16, pool32, at);
-    std::vector<float> ones(std::size_t(c.d_model), 1.0f), convw(std::size_t(E) * K), zeros(std::size_t(E), 0.0f),
-        dtb(std::size_t(E), -4.6f), A(std::size_t(E) * N), Dv(std::size_t(E), 1.0f);
+    auto bf16 = [&](vlmamba::Shape s) {  // random bf16 weights, rotating through the pool
+        Tensor t = Tensor::empty(std::move(s), DType::BF16);
+        auto* p = t.data<std::uint16_t>();
+        for (std::size_t done = 0, n = std::size_t(t.numel()); done < n;) {
+            at %= pool16.size();
+            const std::size_t k = std::min(n - done, pool16.size() - at);
+            std::memcpy(p + done, pool16.data() + at, k * 2);
+            done += k;
+            at += k * 7 / 3 + 1;
+        }
+        return t;
+    };
+    auto full = [](vlmamba::Shape s, float v) { return Tensor::full(std::move(s), v); };
+    const std::int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
+    vlmamba::MambaLm host;
+    host.cfg = c;
+    host.embedding = bf16({c.vocab_size, D});
+    host.lm_head = host.embedding;
+    host.norm_f_weight = full({D}, 1.0f);
+    Tensor convw = Tensor::empty({E, K}), A = Tensor::empty({E, N});
     std::uniform_real_distribution<float> cw(-0.5f, 0.5f);
-    for (auto& x : convw) x = cw(g);
-    for (int e = 0; e < E; ++e)
-        for (int n = 0; n < N; ++n) A[std::size_t(e) * N + n] = -float(n + 1);  // S4D-real initialisation
-    for (auto& l : lm.layers) {
-        fill_const(l.norm_weight, ones);
-        fill_pool(l.in_proj_weight, DType::BF16, pool16, pool32, at);
-        fill_const(l.conv1d_weight, convw);
-        fill_const(l.conv1d_bias, zeros);
-        fill_pool(l.x_proj_weight, DType::BF16, pool16, pool32, at);
-        fill_pool(l.dt_proj_weight, DType::BF16, pool16, pool32, at);
-        fill_const(l.dt_proj_bias, dtb);
-        fill_const(l.A, A);
-        fill_const(l.D, Dv);
-        fill_pool(l.out_proj_weight, DType::BF16, pool16, pool32, at);
+    for (std::int64_t i = 0; i < convw.numel(); ++i) convw.data<float>()[i] = cw(g);
+    for (std::int64_t e = 0; e < E; ++e)
+        for (std::int64_t n = 0; n < N; ++n) A.data<float>()[e * N + n] = -float(n + 1);  // S4D-real initialisation
+    for (int i = 0; i < n_layer; ++i) {
+        vlmamba::MambaMixer m{{int(D), int(E), int(N), int(K), int(R), true}, bf16({2 * E, D}), convw,
+                              full({E}, 0.0f), bf16({R + 2 * N, E}), bf16({E, R}), full({E}, -4.6f), A,
+                              full({E}, 1.0f), bf16({D, E})};
+        host.layers.push_back({full({D}, 1.0f), std::move(m)});
     }
-    fill_const(lm.norm_f_weight, ones);
+    const vlmamba::MambaLm lm = host.to(vlmamba::Device::Cuda, DType::BF16);
+    host = {};
 
     // the floor: one device read of as many bytes as a step reads
     const std::size_t wbytes = (lm.step_weight_bytes() + 15) / 16 * 16;
@@ -319,43 +313,47 @@ void bench_decode(int n_layer, std::mt19937& g) {
     std::printf("device read of the same bytes: %.1f us (%.0f GB/s) -> floor %.0f steps/s\n", floor_us,
                 double(wbytes) / floor_us * 1e-3, 1e6 / floor_us);
     std::uniform_int_distribution<int> tok(0, c.vocab_size - 1);
-    std::printf("%-4s %-6s %-5s %12s %12s %14s %10s\n", "B", "fused", "pdl", "ms/step", "tokens/s", "floor tok/s",
+    std::printf("%-4s %-8s %-5s %12s %12s %14s %10s\n", "B", "step", "pdl", "ms/step", "tokens/s", "floor tok/s",
                 "of floor");
-    struct Run { int B; bool fuse, pdl; };
-    // (the model uses PDL except for 2 <= B <= 8: ProgrammaticLaunchScope in CudaMambaLm::run_step)
+    struct Run { int B; bool fused, pdl; };
+    // (the fused step uses PDL except for 2 <= B <= 8: cuda/mamba_step.cu)
     for (Run r : {Run{1, true, true}, Run{1, true, false}, Run{1, false, true}, Run{8, true, false},
-                  Run{8, false, false}, Run{64, true, true}, Run{64, true, false}}) try {
+                  Run{64, true, true}, Run{64, true, false}}) try {
         const int B = r.B;
-        const bool fuse = r.fuse;
-        lm.fuse_norm = fuse;  // norm and residual add inside the in_proj / out_proj gemv (B <= 8)
         cu::set_programmatic_launch(r.pdl);  // kernels start while their predecessor finishes
-        vlmamba::CudaMambaState st = lm.new_state(B);
+        vlmamba::MambaState st = lm.new_state(B);
         std::vector<std::int32_t> ids(static_cast<std::size_t>(B), 0);
         for (auto& x : ids) x = tok(g);
-        for (int i = 0; i < 3; ++i) ids = lm.step_greedy(ids, st);  // eager step + capture, then replays
+        auto one = [&] {
+            if (r.fused) ids = lm.step_greedy(ids, st);
+            else lm.step_embeds(lm.embed(ids), st).to(vlmamba::Device::Cpu);  // op by op, for comparison
+        };
+        for (int i = 0; i < 3; ++i) one();  // eager step + capture, then replays
         const int steps = B == 64 ? 20 : 40;
         const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < steps; ++i) ids = lm.step_greedy(ids, st);
+        for (int i = 0; i < steps; ++i) one();
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
         const double floor_tps = B * 1e6 / floor_us;
-        std::printf("%-4d %-6s %-5s %12.3f %12.0f %14.0f %9.0f%%\n", B, B <= 8 ? (fuse ? "yes" : "no") : "-",
+        std::printf("%-4d %-8s %-5s %12.3f %12.0f %14.0f %9.0f%%\n", B, r.fused ? "fused" : "ops",
                     r.pdl ? "on" : "off", s * 1e3, B / s, floor_tps, 100.0 * (B / s) / floor_tps);
     } catch (const std::exception& e) {
         std::printf("%-4d failed: %s\n", r.B, e.what());
     }
-    lm.fuse_norm = true;
     cu::set_programmatic_launch(true);
     // whole-model prefill of 600 tokens (cuBLAS bf16 products + the f32 scan), for reference
     {
-        vlmamba::CudaMambaState st = lm.new_state(1);
+        vlmamba::MambaState st = lm.new_state(1);
         std::vector<std::int32_t> ids(600);
         for (auto& x : ids) x = tok(g);
-        lm.prefill(ids, st, 0);
+        auto prefill = [&] {
+            const Tensor h = lm.forward_hidden(lm.embed(ids), &st, 0);  // (L, D)
+            lm.logits(h.slice(0, h.size(0) - 1, h.size(0))).to(vlmamba::Device::Cpu);
+        };
+        prefill();
         const int reps = 5;
         const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; ++i) lm.prefill(ids, st, 0);
+        for (int i = 0; i < reps; ++i) prefill();
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
         std::printf("prefill L 600 (B 1, all layers, last-position logits): %.2f ms\n", s * 1e3);
     }
 }
-

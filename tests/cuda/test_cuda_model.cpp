@@ -1,22 +1,24 @@
-// Whole-model parity of CudaMambaLm (tier ii and iii): against the CPU MambaLm and the transformers goldens of
-// tests/data/mamba/<cfg>: fp32 <= 1e-4 relative (tf32 <= 3e-3), bf16 weights <= 2e-2, greedy continuations
-// identical in fp32; batched decode through the gemv path (B <= 8) and the cuBLAS path (B > 8), graph replays.
-// Every case is skipped when no GPU is present.
+// Whole-model parity of MambaLm on the GPU (tier ii and iii), the same class as on the CPU moved with
+// to(Device::Cuda): against the CPU model and the transformers goldens of tests/data/mamba/<cfg>: fp32 <= 1e-4
+// relative (tf32 <= 3e-3), bf16 weights <= 2e-2, greedy continuations identical in fp32; batched decode through the
+// fused step's gemv path (B <= 8) and cuBLAS path (B > 8), graph replays, and the op-by-op step. Every case is
+// skipped when no GPU is present.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <cmath>
 #include <filesystem>
 #include <random>
 
 #include "../unit/test_helpers.hpp"
 #include "cuda_test_helpers.hpp"
-#include "vlmamba/models/device_mamba_lm.hpp"
+#include "vlmamba/cuda/decode.hpp"
+#include "vlmamba/cuda/device_buffer.hpp"
 #include "vlmamba/models/load_mamba.hpp"
-#include "vlmamba/models/mamba_lm_cuda.hpp"
 #include "vlmamba/ops/selective_scan.hpp"
+#include "vlmamba/session/load.hpp"
+#include "vlmamba/session/session.hpp"
 
 using namespace vlmamba;
 namespace fs = std::filesystem;
@@ -33,9 +35,10 @@ std::vector<std::int32_t> to_ids(const Tensor& t) {
 }
 
 Tensor row(const Tensor& t, std::int64_t i) { return t.slice(0, i, i + 1); }
+Tensor host(const Tensor& t) { return t.to(Device::Cpu); }
 
 std::int32_t argmax(const Tensor& r) {
-    const Tensor c = r.contiguous();
+    const Tensor c = r.to(Device::Cpu).contiguous();
     const float* l = c.data<float>();
     return std::int32_t(std::max_element(l, l + c.numel()) - l);
 }
@@ -44,6 +47,12 @@ bool have(const fs::path& p) {
     if (fs::exists(p)) return true;
     MESSAGE("skipping: no fixture at " << p.string());
     return false;
+}
+
+// Prefill of one sequence into slot `slot` -> logits of its last position (1, V) on the host.
+Tensor prefill(const MambaLm& lm, std::span<const std::int32_t> ids, MambaState& st, int slot = 0) {
+    const Tensor h = lm.forward_hidden(lm.embed(ids), &st, slot);  // (L, D)
+    return host(lm.logits(row(h, h.size(0) - 1)));
 }
 
 }  // namespace
@@ -61,24 +70,26 @@ TEST_CASE("cuda model: f32 and tf32 logits match the CPU model and transformers;
         const MambaLm lm = load_mamba_lm(base / "hf-f32");
         const Tensor cpu = lm.forward(ids);  // (L, V)
 
-        const CudaMambaLm gpu = CudaMambaLm::upload(lm, DType::F32);
-        const Tensor logits = gpu.forward(ids);
+        const MambaLm gpu = lm.to(Device::Cuda);
+        CHECK(gpu.device() == Device::Cuda);
+        const Tensor logits = host(gpu.forward(ids));
         CHECK(rel_err(logits, cpu) <= 1e-4);
         CHECK(rel_err(logits, golden.get("logits")) <= 1e-4);
-        const CudaMambaLm gpu_tf32 = CudaMambaLm::upload(lm, DType::F32, /*tf32=*/true);
-        const Tensor logits_tf32 = gpu_tf32.forward(ids);
+        set_cuda_tf32(true);
+        const Tensor logits_tf32 = host(gpu.forward(ids));
+        set_cuda_tf32(false);
         CHECK(rel_err(logits_tf32, golden.get("logits")) <= 3e-3);
         MESSAGE(cfg << " L " << ids.size() << ": f32 forward vs CPU " << rel_err(logits, cpu) << ", vs transformers "
                     << rel_err(logits, golden.get("logits")) << "; tf32 vs transformers "
                     << rel_err(logits_tf32, golden.get("logits")));
 
         // prefill + recurrent decode (eager first step, graph replays after), against the goldens and the CPU state
-        CudaMambaState st = gpu.new_state(1);
-        Tensor last = gpu.prefill(ids, st, 0);  // (1, V)
+        MambaState st = gpu.new_state(1);
+        Tensor last = prefill(gpu, ids, st);  // (1, V)
         CHECK(rel_err(last, row(cpu, cpu.size(0) - 1)) <= 1e-4);
         MambaState cst = lm.new_state(1);
         lm.forward_hidden(lm.embed(ids), &cst);
-        const MambaState got = gpu.download(st);
+        const MambaState got = st.to(Device::Cpu);
         for (int i = 0; i < lm.cfg.n_layer; ++i) {
             CHECK(rel_err(got.conv[i], cst.conv[i]) <= 1e-5);
             CHECK(rel_err(got.ssm[i], cst.ssm[i]) <= 1e-4);
@@ -96,12 +107,19 @@ TEST_CASE("cuda model: f32 and tf32 logits match the CPU model and transformers;
         const Tensor full = lm.forward(seq);
         CHECK(rel_err(last, row(full, full.size(0) - 1)) <= 1e-4);
 
-        // step_greedy gives the argmax of the same step, and a clone replays it
-        CudaMambaState snap = st.clone();
+        // step_greedy gives the argmax of the same step, and a copy (a snapshot) replays it
+        MambaState snap = st;
         const std::int32_t tok = greedy.back();
         const Tensor l1 = gpu.step(std::span<const std::int32_t>(&tok, 1), st);
         const auto g1 = gpu.step_greedy(std::span<const std::int32_t>(&tok, 1), snap);
         CHECK(g1.at(0) == argmax(l1));
+
+        // a prefill that continues a state on the GPU (the conv and SSM states read back in) equals one prefill
+        MambaState two = gpu.new_state(1);
+        const std::size_t cut = ids.size() / 2;
+        prefill(gpu, std::span(ids).first(cut), two);
+        const Tensor joined = prefill(gpu, std::span(ids).subspan(cut), two);
+        CHECK(rel_err(joined, row(cpu, cpu.size(0) - 1)) <= 1e-4);
     }
 }
 
@@ -115,15 +133,15 @@ TEST_CASE("cuda model: bf16 weights stay within 2e-2 of the CPU model") {
         const auto ids = to_ids(golden.get("input_ids"));
         const MambaLm lm = load_mamba_lm(base / "hf-bf16");  // bf16 values in f32 tensors
         const Tensor cpu = lm.forward(ids);
-        const CudaMambaLm gpu = CudaMambaLm::upload(lm, DType::BF16);
-        const Tensor logits = gpu.forward(ids);
+        const MambaLm gpu = lm.to(Device::Cuda, DType::BF16);
+        const Tensor logits = host(gpu.forward(ids));
         CHECK(rel_err(logits, cpu) <= 2e-2);
         CHECK(rel_err(logits, golden.get("logits_bf16")) <= 2e-2);
         MESSAGE(cfg << " bf16 forward vs CPU: " << rel_err(logits, cpu));
 
-        CudaMambaState st = gpu.new_state(1);
+        MambaState st = gpu.new_state(1);
         MambaState cst = lm.new_state(1);
-        Tensor g = gpu.prefill(ids, st, 0);
+        Tensor g = prefill(gpu, ids, st);
         Tensor c = lm.logits(row(lm.forward_hidden(lm.embed(ids), &cst), std::int64_t(ids.size()) - 1));
         CHECK(rel_err(g, c) <= 2e-2);
         for (int i = 0; i < 6; ++i) {  // the states carry the prefill's bf16 activation rounding
@@ -133,7 +151,7 @@ TEST_CASE("cuda model: bf16 weights stay within 2e-2 of the CPU model") {
             CHECK(rel_err(g, c) <= 2e-2);
         }
         // decode alone multiplies f32 activations by the bf16 weights, as the CPU does: f32-close
-        CudaMambaState st1 = gpu.new_state(1);
+        MambaState st1 = gpu.new_state(1);
         MambaState cst1 = lm.new_state(1);
         for (std::int32_t id : ids) {
             g = gpu.step(std::span<const std::int32_t>(&id, 1), st1);
@@ -143,36 +161,40 @@ TEST_CASE("cuda model: bf16 weights stay within 2e-2 of the CPU model") {
     }
 }
 
-TEST_CASE("cuda model: batched decode (gemv and cuBLAS paths) equals the CPU batch; prefill_embeds") {
+TEST_CASE("cuda model: batched decode (fused gemv and cuBLAS paths, op by op) equals the CPU batch") {
     SKIP_WITHOUT_GPU();
     const fs::path dir = kMambaData / "tiny-untied" / "hf-f32";
     if (!have(dir)) return;
     const MambaLm lm = load_mamba_lm(dir);
-    CudaMambaLm gpu = CudaMambaLm::upload(lm, DType::F32);
+    const MambaLm gpu = lm.to(Device::Cuda);
     const int V = lm.cfg.vocab_size;
-    for (auto [B, fuse] : {std::pair{3, true}, std::pair{3, false}, std::pair{11, true}}) {
+    for (auto [B, fused] : {std::pair{3, true}, std::pair{3, false}, std::pair{11, true}}) {
         CAPTURE(B);
-        CAPTURE(fuse);
-        gpu.fuse_norm = fuse;
-        CudaMambaState st = gpu.new_state(B);
+        CAPTURE(fused);
+        MambaState st = gpu.new_state(B);
         MambaState cst = lm.new_state(B);
         for (int b = 0; b < B; ++b) {
             std::vector<std::int32_t> p;
             for (int t = 0; t <= (b * 7) % 13; ++t) p.push_back((b * 31 + t * 17 + 5) % V);
-            if (b % 2) {
-                gpu.prefill(p, st, b);
-            } else {
-                gpu.prefill_embeds(lm.embed(p), st, b);
-            }
+            prefill(gpu, p, st, b);
             lm.forward_hidden(lm.embed(p), &cst, b);
         }
         std::vector<std::int32_t> toks(B);
         for (int s = 0; s < 4; ++s) {  // step 0 eager, steps 1.. graph replays
             CAPTURE(s);
             for (int b = 0; b < B; ++b) toks[b] = (b * 13 + s * 29 + 3) % V;
-            const Tensor g = gpu.step(toks, st), c = lm.step(toks, cst);
+            const Tensor g = fused ? gpu.step(toks, st) : host(gpu.step_embeds(gpu.embed(toks), st));
+            const Tensor c = lm.step(toks, cst);
             CHECK(rel_err(g, c) <= 1e-4);
         }
+        // rows leave and join the batch on the device; the fused step rebinds to the new tensors
+        const std::vector<int> keep{B - 1, 0};
+        st = st.rows(keep);
+        cst = cst.rows(keep);
+        st.append(gpu.new_state(1));
+        cst.append(lm.new_state(1));
+        const std::vector<std::int32_t> t3{1, 2, 3};
+        CHECK(rel_err(gpu.step(t3, st), lm.step(t3, cst)) <= 1e-4);
     }
 }
 
@@ -181,16 +203,41 @@ TEST_CASE("cuda model: bad input gets clear errors") {
     const fs::path dir = kMambaData / "tiny-tied" / "hf-f32";
     if (!have(dir)) return;
     const MambaLm lm = load_mamba_lm(dir);
-    const CudaMambaLm gpu = CudaMambaLm::upload(lm);
+    const MambaLm gpu = lm.to(Device::Cuda);
     const std::vector<std::int32_t> bad{1, lm.cfg.vocab_size};
     CHECK_THROWS_WITH_AS(gpu.forward(bad), doctest::Contains("outside the embedding"), Error);
     CHECK_THROWS_WITH_AS(gpu.forward(std::vector<std::int32_t>{}), doctest::Contains("non-empty prompt"), Error);
-    CudaMambaState st = gpu.new_state(2);
+    MambaState st = gpu.new_state(2);
     CHECK_THROWS_WITH_AS(gpu.step(std::vector<std::int32_t>{1}, st), doctest::Contains("expected 2 tokens"), Error);
-    CHECK_THROWS_WITH_AS(gpu.prefill(std::vector<std::int32_t>{1}, st, 2), doctest::Contains("state slot"), Error);
-    const CudaMambaLm other = CudaMambaLm::upload(lm);
-    CHECK_THROWS_WITH_AS(other.step(std::vector<std::int32_t>{1, 2}, st), doctest::Contains("made by this model"),
+    const std::vector<std::int32_t> ok{1, 2};
+    CHECK_THROWS_WITH_AS(gpu.forward_hidden(gpu.embed(ok), &st, 2), doctest::Contains("state slot"), Error);
+    MambaState on_cpu = lm.new_state(2);
+    CHECK_THROWS_WITH_AS(gpu.step(std::vector<std::int32_t>{1, 2}, on_cpu), doctest::Contains("on cuda"), Error);
+    CHECK_THROWS_WITH_AS(lm.forward_hidden(gpu.embed(ok), nullptr), doctest::Contains("expected every operand"),
                          Error);
+}
+
+// Model::load(dir, {.device}) then a Session gives transformers' greedy continuation on the CPU and on the GPU.
+TEST_CASE("cuda model: Model::load on cpu and cuda reproduces the greedy continuation through a Session") {
+    SKIP_WITHOUT_GPU();
+    const fs::path base = kMambaData / "tiny-untied";
+    if (!have(base / "golden.safetensors")) return;
+    const WeightStore golden = WeightStore::open(base / "golden.safetensors");
+    const auto ids = to_ids(golden.get("input_ids"));
+    const auto greedy = to_ids(golden.get("greedy_ids"));
+    for (Device d : {Device::Cpu, Device::Cuda}) {
+        CAPTURE(device_name(d));
+        ModelOptions o;
+        o.device = d;
+        const Model m = Model::load(base / "hf-f32", o);
+        CHECK(m.lm().device() == d);
+        Session s(m);
+        Request r;
+        r.ids = ids;
+        r.max_tokens = int(greedy.size());
+        r.ignore_eos = true;
+        CHECK(s.generate(r).ids == greedy);
+    }
 }
 
 // ---- the decode kernels of cuda/decode.hpp at the sizes the tiny fixtures do not reach (16-byte paths, k splits) ----
@@ -319,36 +366,4 @@ TEST_CASE("cuda decode: the state update with dt_proj fused equals dt_proj then 
             CHECK(max_rel(dh.get(), hd) <= 1e-4);
         }
     }
-}
-
-// DeviceMambaLm: load(dir, {.device}) then prefill + step gives transformers' greedy continuation on the CPU (runs
-// everywhere) and on the GPU (skipped without one); Device::Cuda without a device is a clear error.
-TEST_CASE("device model: DeviceMambaLm::load on cpu and cuda reproduces the greedy continuation") {
-    const fs::path base = kMambaData / "tiny-untied";
-    if (!have(base / "golden.safetensors")) return;
-    const WeightStore golden = WeightStore::open(base / "golden.safetensors");
-    const auto ids = to_ids(golden.get("input_ids"));
-    const auto greedy = to_ids(golden.get("greedy_ids"));
-    auto continuation = [&](DeviceMambaLm& lm) {
-        std::vector<std::int32_t> out;
-        Tensor last = lm.prefill(ids);  // (1, V)
-        for (std::size_t i = 0; i < greedy.size(); ++i) {
-            out.push_back(argmax(last));
-            last = lm.step(out.back());
-        }
-        return out;
-    };
-    DeviceMambaLm cpu = DeviceMambaLm::load(base / "hf-f32", {.device = Device::Cpu});
-    CHECK(cpu.device() == Device::Cpu);
-    CHECK(continuation(cpu) == greedy);
-    CHECK(continuation(cpu) == greedy);  // prefill starts from a fresh state
-    if (!cuda::available()) {
-        CHECK_THROWS_WITH(DeviceMambaLm::load(base / "hf-f32", {.device = Device::Cuda}),
-                          doctest::Contains("CUDA"));
-        return;
-    }
-    DeviceMambaLm gpu = DeviceMambaLm::load(base / "hf-f32", {.device = Device::Cuda});
-    CHECK(gpu.device() == Device::Cuda);
-    CHECK(continuation(gpu) == greedy);
-    CHECK(continuation(gpu) == greedy);
 }

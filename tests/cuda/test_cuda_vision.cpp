@@ -11,7 +11,9 @@
 
 #include "../unit/test_helpers.hpp"
 #include "cuda_test_helpers.hpp"
-#include "vlmamba/models/vision_encoder_cuda.hpp"
+#include "vlmamba/cuda/device_buffer.hpp"
+#include "vlmamba/models/vision_encoder.hpp"
+#include "vlmamba/ops/gemm.hpp"
 #include "vlmamba/ops/softmax.hpp"
 
 using namespace vlmamba;
@@ -27,7 +29,12 @@ Tensor host_of(const DeviceBuffer& b, Shape s) {
     cuda::copy_d2h(t.data<float>(), b.get(), t.nbytes());
     return t;
 }
-DeviceBuffer device_of(const Tensor& t) { return detail::to_device_f32(t); }
+DeviceBuffer device_of(const Tensor& t) {
+    const Tensor c = t.to(DType::F32);  // contiguous f32
+    DeviceBuffer b(c.nbytes());
+    cuda::copy_h2d(b.get(), c.raw(), c.nbytes());
+    return b;
+}
 Tensor rnd(std::mt19937& g, Shape s, float lo = -1.0f, float hi = 1.0f) {
     Tensor t = Tensor::empty(std::move(s));
     std::uniform_real_distribution<float> d(lo, hi);
@@ -71,7 +78,7 @@ TEST_CASE("cuda vision: ViT ops match host references") {
     }
 }
 
-TEST_CASE("cuda vision: CudaVisionEncoder matches the CPU tower and transformers") {
+TEST_CASE("cuda vision: the tower moved to cuda matches the CPU tower and transformers") {
     SKIP_WITHOUT_GPU();
     for (const char* family : {"clip", "siglip"}) {
         CAPTURE(family);
@@ -80,16 +87,26 @@ TEST_CASE("cuda vision: CudaVisionEncoder matches the CPU tower and transformers
         const SafetensorsFile golden = SafetensorsFile::open(root / "golden.safetensors");
         const Tensor pixels = golden.get("pixel_values");  // (1, 3, S, S)
         const VisionEncoder cpu = load_vision_tower(root / "hub");
+        const VisionEncoder gpu = cpu.to(Device::Cuda);
         for (bool tf32 : {false, true}) {
             CAPTURE(tf32);
-            const CudaVisionEncoder gpu = CudaVisionEncoder::upload(cpu, tf32);
+            set_cuda_tf32(tf32);
             const double tol = tf32 ? 3e-3 : 1e-4;
             for (int i = 0; i <= cpu.cfg.num_hidden_layers; ++i) {
                 CAPTURE(i);
                 const Tensor want = golden.get("hidden_states." + std::to_string(i)).select(0, 0);  // (N, C)
-                CHECK(rel_err(gpu.hidden_state(pixels, i), want) <= tol);
+                CHECK(rel_err(gpu.hidden_state(pixels, i).to(Device::Cpu), want) <= tol);
             }
-            CHECK(rel_err(gpu.features(pixels), cpu.features(pixels)) <= tol);
+            CHECK(rel_err(gpu.features(pixels).to(Device::Cpu), cpu.features(pixels)) <= tol);
+            // two images in one batch: one product per weight over both, attention per image
+            Tensor two = Tensor::empty({2, pixels.size(1), pixels.size(2), pixels.size(3)});
+            for (int b = 0; b < 2; ++b) {
+                Tensor dst = two.select(0, b);
+                copy_into(dst, pixels.select(0, 0));
+            }
+            const Tensor fb = gpu.features_batch(two).to(Device::Cpu);  // (2, N', C)
+            CHECK(rel_err(fb.select(0, 1), cpu.features(pixels)) <= tol);
         }
+        set_cuda_tf32(false);
     }
 }

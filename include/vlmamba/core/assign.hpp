@@ -75,6 +75,7 @@ void bind_leaves(const E& e, const Shape& out) {
     const std::int64_t cols = out.empty() ? 1 : out.back();
     visit_leaves(e, [&](const Leaf& l) {
         Leaf& m = const_cast<Leaf&>(l);
+        require_cpu("eval", m.t);
         if (m.t.dtype() != DType::F32 || !m.t.is_contiguous()) m.t = m.t.to(DType::F32);
         m.p = m.t.data<float>();
         if (m.t.shape() == out) {
@@ -94,6 +95,7 @@ template <TensorExpr E>
 void assign(Tensor& out, const E& e) {
     VLM_CHECK(out.dtype() == DType::F32 && out.is_contiguous(), "assign", "expected a contiguous F32 output, got ",
               dtype_name(out.dtype()), " strides ", shape_str(out.strides()));
+    require_cpu("assign", out);
     detail::bind_leaves(e, out.shape());
     const std::int64_t cols = out.ndim() == 0 ? 1 : out.shape().back();
     const std::int64_t rows = cols ? out.numel() / cols : 0;

@@ -1,4 +1,5 @@
-// Tensor: a dtype, a shape and strides over storage it owns (64-byte aligned) or views (e.g. an mmapped file).
+// Tensor: a dtype, a shape and strides over storage it owns (64-byte aligned) or views (e.g. an mmapped file), on a
+// device: host memory, or CUDA memory owned through the closed box (core/device.hpp). Ops dispatch on the device.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -7,6 +8,7 @@
 #include <memory>
 #include <new>
 
+#include "vlmamba/core/device.hpp"
 #include "vlmamba/core/dtype.hpp"
 #include "vlmamba/core/error.hpp"
 #include "vlmamba/core/shape.hpp"
@@ -17,14 +19,16 @@ class Tensor {
 public:
     Tensor() = default;
 
-    // Owning, 64-byte aligned, uninitialised.
-    static Tensor empty(Shape shape, DType dtype = DType::F32);
-    static Tensor zeros(Shape shape, DType dtype = DType::F32);
+    // Owning, uninitialised (host memory 64-byte aligned).
+    static Tensor empty(Shape shape, DType dtype = DType::F32, Device device = Device::Cpu);
+    static Tensor zeros(Shape shape, DType dtype = DType::F32, Device device = Device::Cpu);
     static Tensor full(Shape shape, float value);
     // Non-owning contiguous view; `keeper` keeps the memory alive (e.g. an mmap).
     static Tensor view(void* data, Shape shape, DType dtype, std::shared_ptr<const void> keeper = {});
 
     DType dtype() const { return dtype_; }
+    Device device() const { return device_; }
+    bool is_cuda() const { return device_ == Device::Cuda; }
     const Shape& shape() const { return shape_; }
     const Shape& strides() const { return strides_; }
     int ndim() const { return int(shape_.size()); }
@@ -35,11 +39,12 @@ public:
     bool defined() const { return data_ != nullptr; }
     bool is_contiguous() const;
 
+    // Host or device pointers, as the tensor's device says.
     template <class T> T* data() { return reinterpret_cast<T*>(data_); }
     template <class T> const T* data() const { return reinterpret_cast<const T*>(data_); }
     std::byte* raw() { return data_; }
     const std::byte* raw() const { return data_; }
-    // f32 element access by index list (tests and small code paths only).
+    // f32 element access by index list (tests and small code paths only; host tensors).
     float at(std::initializer_list<std::int64_t> idx) const;
 
     // Views (no copies).
@@ -52,7 +57,8 @@ public:
     // Copies.
     Tensor contiguous() const;                    // returns *this if already contiguous
     Tensor clone() const;
-    Tensor to(DType dtype) const;                 // contiguous result; float <-> float only
+    Tensor to(DType dtype) const;                 // contiguous result on the same device; float <-> float only
+    Tensor to(Device device) const;               // *this when already there, else a contiguous copy
 
     int axis(int d) const;
 
@@ -60,12 +66,18 @@ private:
     std::shared_ptr<const void> storage_;
     std::byte* data_ = nullptr;
     DType dtype_ = DType::F32;
+    Device device_ = Device::Cpu;
     Shape shape_;
     Shape strides_;
 };
 
-// Copies src into dst elementwise (same shape, any strides, any float dtypes).
+// Copies src into dst elementwise (same shape, any float dtypes, either device). Host to host takes any strides;
+// a copy that touches the GPU takes views whose rows are contiguous (e.g. slices of a matrix).
 void copy_into(Tensor& dst, const Tensor& src);
+// Throws "[op] expected a cpu tensor, got cuda" for ops that have no CUDA kernel.
+void require_cpu(const char* op, const Tensor& t);
+// Throws unless every defined tensor lives on a's device; returns that device.
+template <class... T> Device same_device(const char* op, const Tensor& a, const T&... rest);
 // Throws "[op] <what> has shape (..), expected (..)".
 void check_shape(const char* op, const char* what, const Tensor& t, const Shape& expected);
 
@@ -129,21 +141,30 @@ void for_each_offset(const Shape& shape, const Shape& strides, F&& f) {
 }
 }  // namespace detail
 
-inline Tensor Tensor::empty(Shape shape, DType dtype) {
+inline Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
     for (auto d : shape) VLM_CHECK(d >= 0, "tensor", "expected non-negative sizes, got ", shape_str(shape));
     Tensor t;
     t.dtype_ = dtype;
+    t.device_ = device;
     t.strides_ = contiguous_strides(shape);
     t.shape_ = std::move(shape);
+    if (device == Device::Cuda) {
+        std::shared_ptr<std::byte> mem(static_cast<std::byte*>(cuda::tensor_malloc(t.nbytes())),
+                                       [](std::byte* q) { cuda::tensor_free(q); });
+        t.data_ = mem.get();
+        t.storage_ = std::move(mem);
+        return t;
+    }
     auto mem = detail::aligned_alloc_bytes(t.nbytes());
     t.data_ = mem.get();
     t.storage_ = std::move(mem);
     return t;
 }
 
-inline Tensor Tensor::zeros(Shape shape, DType dtype) {
-    Tensor t = empty(std::move(shape), dtype);
-    std::memset(t.data_, 0, t.nbytes());
+inline Tensor Tensor::zeros(Shape shape, DType dtype, Device device) {
+    Tensor t = empty(std::move(shape), dtype, device);
+    if (device == Device::Cuda) cuda::memset0(t.data_, t.nbytes());
+    else std::memset(t.data_, 0, t.nbytes());
     return t;
 }
 
@@ -181,6 +202,7 @@ inline bool Tensor::is_contiguous() const {
 
 inline float Tensor::at(std::initializer_list<std::int64_t> idx) const {
     VLM_CHECK(int(idx.size()) == ndim(), "tensor.at", "expected ", ndim(), " indices, got ", idx.size());
+    require_cpu("tensor.at", *this);
     std::int64_t off = 0;
     int d = 0;
     for (auto i : idx) {
@@ -251,24 +273,102 @@ inline Tensor Tensor::unsqueeze(int dim) const {
 inline Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 inline Tensor Tensor::clone() const {
-    Tensor t = empty(shape_, dtype_);
+    Tensor t = empty(shape_, dtype_, device_);
     copy_into(t, *this);
     return t;
 }
 
 inline Tensor Tensor::to(DType dtype) const {
     if (dtype == dtype_) return contiguous();
-    Tensor t = empty(shape_, dtype);
+    Tensor t = empty(shape_, dtype, device_);
     copy_into(t, *this);
     return t;
 }
+
+inline Tensor Tensor::to(Device device) const {
+    if (device == device_) return *this;
+    Tensor t = empty(shape_, dtype_, device);
+    copy_into(t, *this);
+    return t;
+}
+
+inline void require_cpu(const char* op, const Tensor& t) {
+    if (t.is_cuda()) fail(op, "expected a cpu tensor, got cuda (this op has no CUDA kernel)");
+}
+
+template <class... T>
+Device same_device(const char* op, const Tensor& a, const T&... rest) {
+    const Device d = a.device();
+    auto one = [&](const Tensor& t) {
+        if (t.defined() && t.device() != d)
+            fail(op, "expected every operand on ", device_name(d), ", got one of shape ", shape_str(t.shape()),
+                 " on ", device_name(t.device()));
+    };
+    (one(rest), ...);
+    return d;
+}
+
+namespace detail {
+// A view as `rows` rows of `width` contiguous elements, `pitch` elements apart: what one 2-D copy moves.
+struct RowsView {
+    std::int64_t rows = 1, width = 1, pitch = 1;
+};
+inline bool rows_view(const Tensor& t, RowsView& v) {
+    Shape sh, st;  // without size-1 dims
+    for (int d = 0; d < t.ndim(); ++d)
+        if (t.size(d) != 1) sh.push_back(t.size(d)), st.push_back(t.stride(d));
+    if (sh.empty()) return true;
+    if (st.back() != 1) return false;
+    v.width = sh.back();
+    v.rows = 1;
+    v.pitch = v.width;
+    for (int d = int(sh.size()) - 2; d >= 0; --d) {
+        if (v.rows == 1) v.pitch = st[d];
+        else if (st[d] != v.pitch * v.rows) return false;  // only uniformly spaced rows merge
+        v.rows *= sh[d];
+    }
+    if (v.rows == 1) v.pitch = v.width;
+    return v.pitch >= v.width;
+}
+
+// Copies between tensors of the same dtype where at least one is on the GPU.
+inline void copy_same_dtype_device(Tensor& dst, const Tensor& src) {
+    RowsView vd, vs;
+    const bool ok = rows_view(dst, vd) && rows_view(src, vs);
+    VLM_CHECK(ok && vd.rows == vs.rows && vd.width == vs.width, "copy",
+              "a copy to or from cuda takes views with contiguous rows, got strides ", shape_str(src.strides()),
+              " -> ", shape_str(dst.strides()), " for shape ", shape_str(src.shape()));
+    const std::size_t es = dtype_size(src.dtype());
+    cuda::copy_2d(dst.raw(), std::size_t(vd.pitch) * es, dst.is_cuda(), src.raw(), std::size_t(vs.pitch) * es,
+                  src.is_cuda(), std::size_t(vd.width) * es, std::size_t(vd.rows));
+}
+}  // namespace detail
 
 inline void copy_into(Tensor& dst, const Tensor& src) {
     VLM_CHECK(dst.shape() == src.shape(), "copy", "expected shape ", shape_str(dst.shape()), ", got ",
               shape_str(src.shape()));
     const std::int64_t n = src.numel();
+    if (n == 0) return;
+    if (dst.is_cuda() || src.is_cuda()) {
+        if (dst.dtype() == src.dtype()) return detail::copy_same_dtype_device(dst, src);
+        if (!src.is_cuda()) {  // convert on the host, then upload
+            const Tensor h = src.to(dst.dtype());
+            return detail::copy_same_dtype_device(dst, h);
+        }
+        if (!dst.is_cuda()) {  // download, then convert on the host
+            Tensor h = Tensor::empty(src.shape(), src.dtype());
+            detail::copy_same_dtype_device(h, src);
+            return copy_into(dst, h);
+        }
+        // both on the GPU: convert contiguous buffers there
+        const Tensor s = src.contiguous();
+        Tensor d = dst.is_contiguous() ? dst : Tensor::empty(dst.shape(), dst.dtype(), Device::Cuda);
+        cuda::convert(d.raw(), d.dtype(), s.raw(), s.dtype(), n);
+        if (d.raw() != dst.raw()) detail::copy_same_dtype_device(dst, d);
+        return;
+    }
     if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
-        if (n) std::memcpy(dst.raw(), src.raw(), src.nbytes());
+        std::memcpy(dst.raw(), src.raw(), src.nbytes());
         return;
     }
     const auto ss = std::int64_t(dtype_size(src.dtype()));

@@ -6,8 +6,9 @@
 #include <cstdint>
 #include <functional>
 
+#include "vlmamba/core/device.hpp"
 #include "vlmamba/core/dtype.hpp"
-#include "vlmamba/ops/scan_args.hpp"
+#include "vlmamba/core/scan_args.hpp"
 
 // Link-time guard: a TU that disagrees with the linked library on VLMAMBA_WITH_CUDA references a symbol that
 // library does not define, so the program fails to link instead of misbehaving.
@@ -21,19 +22,9 @@ extern "C" int vlmamba_link_guard_built_without_cuda;
 
 namespace vlmamba::cuda {
 
-using Stream = void*;  // a cudaStream_t; null is the default stream
-
-// ---- device and memory --------------------------------------------------------------------------------------------
-bool available();                     // true when built with CUDA and a device is present; never throws
+// ---- device (the memory entry points are declared in core/device.hpp) --------------------------------------------
 const char* device_name();
 int sm_count();
-void* malloc(std::size_t bytes);
-void free(void* p);
-void copy_h2d(void* dst, const void* src, std::size_t bytes);
-void copy_d2h(void* dst, const void* src, std::size_t bytes);
-void copy_d2d(void* dst, const void* src, std::size_t bytes, Stream s = nullptr);
-void memset0(void* p, std::size_t bytes, Stream s = nullptr);
-void synchronize();
 Stream stream_create();
 void stream_destroy(Stream s);
 
@@ -86,6 +77,7 @@ struct Conv1dArgs {
     float* y;                       // (B, L, E) contiguous
     float* state = nullptr;         // (B, E, K) or null: receives the last K pre-conv x (zero-padded), oldest first
     int ld_x = 0;
+    const float* state_in = nullptr;  // (B, E, K) or null (zeros): the inputs before x, oldest first; not `state`
 };
 void causal_conv1d(const Conv1dArgs& a, Stream s = nullptr);
 
@@ -122,7 +114,6 @@ void embedding(float* out, const void* table, DType table_dtype, const std::int3
                Stream s = nullptr);
 
 void add(float* y, const float* a, const float* b, std::int64_t n, Stream s = nullptr);  // y = a + b
-void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, std::int64_t n, Stream s = nullptr);
 // Index of the largest value of each row of x (rows, cols) f32; ties go to the lowest index.
 void argmax_rows(std::int32_t* out, const float* x, int rows, int cols, Stream s = nullptr);
 
@@ -143,6 +134,8 @@ void bias_act(float* y, const float* b, std::int64_t rows, int cols, Activation 
 void bias_residual(float* x, const float* y, const float* b, std::int64_t rows, int cols,
                    Stream s = nullptr);                                                          // x += y + b
 void softmax_rows(float* x, std::int64_t rows, int cols, float scale, Stream s = nullptr);     // softmax(scale · x)
+// x (rows, cols) += y (rows, cols) · g (cols): timm's LayerScale on the residual.
+void add_scaled(float* x, const float* y, const float* g, std::int64_t rows, int cols, Stream s = nullptr);
 
 // x (cls + patches, dim) = [cls; emb + bias] + pos: the embeddings of a ViT (cls and bias may be null).
 struct VitEmbedArgs {

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "vlmamba/cuda/api.hpp"
 
@@ -49,5 +51,49 @@ void selective_state_update_dt(const DtStateUpdateArgs& a, Stream s = nullptr);
 // Reads `bytes` (a multiple of 16, 16-byte aligned) once with streaming loads; `sink` (one u32) is written only
 // in a case that never happens, so the loads stay. Timed, it gives the device read bandwidth.
 void read_probe(const void* p, std::size_t bytes, std::uint32_t* sink, Stream s = nullptr);
+
+// ---- the fused decode step of a whole Mamba stack (mamba_simple.py: Mamba.step per layer) ----------------------------
+// One object per (model, state): it owns the step's workspace, its stream and the CUDA graph of the step, captured at
+// the first run and replayed after. B <= 8 goes through the gemv with the RMSNorm, the conv update and the residual
+// add fused in; larger B through cuBLAS. dt_proj is fused into the state update. The big matrices are f32 or bf16
+// (w_dtype), everything else f32.
+struct MambaStepLayer {
+    const float* norm_w;     // (D)
+    const void* in_proj;     // (2E, D)
+    const float* conv_w;     // (E, K)
+    const float* conv_b;     // (E) or null
+    const void* x_proj;      // (R + 2N, E)
+    const void* dt_w;        // (E, R)
+    const float* dt_b;       // (E)
+    const float* A;          // (E, N)
+    const float* D;          // (E)
+    const void* out_proj;    // (D, E)
+    float* conv_state;       // (B, E, K), updated in place
+    float* ssm_state;        // (B, E, N), updated in place
+};
+struct MambaStepArgs {
+    int batch, d_model, d_inner, d_state, d_conv, dt_rank, vocab;
+    float eps;
+    DType w_dtype;
+    const void* embedding;   // (V, D)
+    const float* norm_f;     // (D)
+    const void* head;        // (V, D)
+    std::vector<MambaStepLayer> layers;
+};
+class MambaStep {
+public:
+    explicit MambaStep(const MambaStepArgs& a);
+    ~MambaStep();
+    MambaStep(const MambaStep&) = delete;
+    MambaStep& operator=(const MambaStep&) = delete;
+    // tokens (B) on the host -> logits (B, V) into `logits` and the greedy ids (B) into `next`, each when non-null
+    // (host memory).
+    void run(const std::int32_t* tokens, float* logits, std::int32_t* next);
+    const MambaStepArgs& args() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace vlmamba::cuda

@@ -1,8 +1,8 @@
 // The Mamba-1 mixer (mamba_ssm modules/mamba_simple.py: Mamba.forward / Mamba.step; HF modeling_mamba.py:
 // MambaMixer.slow_forward): in_proj, causal conv1d + SiLU, x_proj, dt_proj, selective scan with D and the z gate,
-// out_proj. Prefill runs the whole sequence; step() advances B sequences by one token each.
+// out_proj. Prefill runs the whole sequence; step() advances B sequences by one token each. Both run on the device
+// of the weights and inputs (the ops dispatch).
 #pragma once
-#include <cstring>
 #include <string>
 
 #include "vlmamba/layers/param.hpp"
@@ -31,9 +31,12 @@ struct MambaMixer {
 
     static MambaMixer load(const Config& c, const std::string& prefix, const ParamSource& src);
 
+    // Copies of the weights on `device`, the large matrices (in_proj, x_proj, dt_proj, out_proj) in `weights`
+    // (F32 or BF16); the small parameters stay f32.
+    MambaMixer to(Device device, DType weights = DType::F32) const;
     // u (L, D) -> (L, D). When conv_state (E, K) and ssm_state (E, N) are given, the sequence continues from them
     // (zeros: a fresh sequence) and they receive the final states.
-    Tensor forward(const Tensor& u, float* conv_state = nullptr, float* ssm_state = nullptr) const;
+    Tensor forward(const Tensor& u, Tensor* conv_state = nullptr, Tensor* ssm_state = nullptr) const;
     // u (B, D) -> (B, D); conv_state (B, E, K) and ssm_state (B, E, N) advance by one token.
     Tensor step(const Tensor& u, Tensor& conv_state, Tensor& ssm_state) const;
 };
@@ -60,30 +63,23 @@ inline MambaMixer MambaMixer::load(const Config& c, const std::string& p, const 
     return m;
 }
 
-inline Tensor MambaMixer::forward(const Tensor& u, float* conv_state, float* ssm_state) const {
-    const std::int64_t L = u.size(0), E = cfg.d_inner, N = cfg.d_state, K = cfg.d_conv, R = cfg.dt_rank;
+inline MambaMixer MambaMixer::to(Device device, DType weights) const {
+    auto big = [&](const Tensor& t) { return t.to(weights).to(device); };
+    auto small = [&](const Tensor& t) { return t.defined() ? t.to(DType::F32).to(device) : Tensor(); };
+    return {cfg, big(in_proj_weight), small(conv1d_weight), small(conv1d_bias), big(x_proj_weight),
+            big(dt_proj_weight), small(dt_proj_bias), small(A), small(D), big(out_proj_weight)};
+}
+
+inline Tensor MambaMixer::forward(const Tensor& u, Tensor* conv_state, Tensor* ssm_state) const {
+    const std::int64_t L = u.size(0), E = cfg.d_inner, N = cfg.d_state, R = cfg.dt_rank;
     check_shape("mamba_mixer", "input", u, {L, cfg.d_model});
-    Tensor xz = linear(u, in_proj_weight);        // (L, 2E)
-    Tensor x = xz.slice(1, 0, E);                 // (L, E) view, row stride 2E
-    Tensor xc;                                    // (L, E) conv + SiLU
-    if (conv_state) {
-        // Continue after the state: the conv sees [its last K-1 inputs; x] (zeros for a fresh state, which is
-        // PyTorch's left padding), and the state keeps the last K inputs, oldest first (SPEC §4.4).
-        Tensor xe = Tensor::empty({K - 1 + L, E});  // (K-1+L, E)
-        float* pe = xe.data<float>();
-        for (std::int64_t j = 0; j + 1 < K; ++j)
-            for (std::int64_t c = 0; c < E; ++c) pe[j * E + c] = conv_state[c * K + j + 1];
-        for (std::int64_t t = 0; t < L; ++t)
-            std::memcpy(pe + (K - 1 + t) * E, x.data<float>() + t * 2 * E, std::size_t(E) * 4);
-        for (std::int64_t c = 0; c < E; ++c)
-            for (std::int64_t j = 0; j < K; ++j) conv_state[c * K + j] = pe[(L - 1 + j) * E + c];
-        xc = causal_conv1d(xe, conv1d_weight, conv1d_bias, /*silu=*/true).slice(0, K - 1, K - 1 + L);
-    } else {
-        xc = causal_conv1d(x, conv1d_weight, conv1d_bias, /*silu=*/true);
-    }
+    if (ssm_state) check_shape("mamba_mixer", "ssm_state", *ssm_state, {E, N});
+    const Device dev = same_device("mamba_mixer", u, in_proj_weight);
+    Tensor xz = linear(u, in_proj_weight);                                    // (L, 2E)
+    Tensor xc = causal_conv1d(xz.slice(1, 0, E), conv1d_weight, conv1d_bias, /*silu=*/true, conv_state);  // (L, E)
     Tensor x_dbl = linear(xc, x_proj_weight);                                 // (L, R + 2N)
     Tensor dt = linear(x_dbl.slice(1, 0, R), dt_proj_weight);                 // (L, E), bias added in the scan
-    Tensor y = Tensor::empty({L, E});                                         // (L, E)
+    Tensor y = Tensor::empty({L, E}, DType::F32, dev);                        // (L, E)
     ScanArgs a{};
     a.batch = 1;
     a.length = int(L);
@@ -100,10 +96,10 @@ inline Tensor MambaMixer::forward(const Tensor& u, float* conv_state, float* ssm
     a.ld_z = int(2 * E);
     a.delta_bias = dt_proj_bias.data<float>();
     a.delta_softplus = true;
-    a.h = ssm_state;
+    a.h = ssm_state ? ssm_state->data<float>() : nullptr;
     a.h_in = ssm_state != nullptr;  // a fresh state is zeros
     a.y = y.data<float>();
-    selective_scan(a);
+    selective_scan(a, dev);
     return linear(y, out_proj_weight);  // (L, D)
 }
 
@@ -111,11 +107,12 @@ inline Tensor MambaMixer::step(const Tensor& u, Tensor& conv_state, Tensor& ssm_
     const std::int64_t Bn = u.size(0), E = cfg.d_inner, N = cfg.d_state, R = cfg.dt_rank;
     check_shape("mamba_mixer.step", "input", u, {Bn, cfg.d_model});
     check_shape("mamba_mixer.step", "ssm_state", ssm_state, {Bn, E, N});
+    const Device dev = same_device("mamba_mixer.step", u, in_proj_weight, ssm_state);
     Tensor xz = linear(u, in_proj_weight);  // (B, 2E)
     Tensor xc = causal_conv1d_update(conv_state, xz.slice(1, 0, E), conv1d_weight, conv1d_bias, true);  // (B, E)
     Tensor x_dbl = linear(xc, x_proj_weight);                                // (B, R + 2N)
     Tensor dt = linear(x_dbl.slice(1, 0, R), dt_proj_weight);                // (B, E)
-    Tensor y = Tensor::empty({Bn, E});                                       // (B, E)
+    Tensor y = Tensor::empty({Bn, E}, DType::F32, dev);                      // (B, E)
     StateUpdateArgs a{};
     a.batch = int(Bn);
     a.d_inner = int(E);
@@ -133,7 +130,7 @@ inline Tensor MambaMixer::step(const Tensor& u, Tensor& conv_state, Tensor& ssm_
     a.delta_bias = dt_proj_bias.data<float>();
     a.delta_softplus = true;
     a.y = y.data<float>();
-    selective_state_update(a);
+    selective_state_update(a, dev);
     return linear(y, out_proj_weight);  // (B, D)
 }
 

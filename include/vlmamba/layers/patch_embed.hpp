@@ -8,6 +8,7 @@
 
 #include "vlmamba/core/parallel.hpp"
 #include "vlmamba/core/tensor.hpp"
+#include "vlmamba/cuda/api.hpp"
 #include "vlmamba/layers/param.hpp"
 #include "vlmamba/ops/elementwise.hpp"
 #include "vlmamba/ops/gemm.hpp"
@@ -38,7 +39,12 @@ struct PatchEmbed {
 
     // `prefix` ends with "embeddings." (e.g. "vision_model.embeddings.").
     static PatchEmbed load(const Config& c, const std::string& prefix, const ParamSource& src);
-    // x (Cin, S, S) -> (num_positions, C)
+    PatchEmbed to(Device d) const {
+        auto opt = [&](const Tensor& t) { return t.defined() ? t.to(DType::F32).to(d) : Tensor(); };
+        return {cfg, opt(patch_embedding_weight), opt(patch_embedding_bias), opt(class_embedding),
+                opt(position_embedding_weight)};
+    }
+    // x (Cin, S, S) on the host -> (num_positions, C) on the weights' device
     Tensor forward(const Tensor& x) const;
 };
 
@@ -118,6 +124,17 @@ inline Tensor PatchEmbed::forward(const Tensor& x) const {
     const std::int64_t C = cfg.hidden, S = cfg.image_size, G2 = std::int64_t(cfg.grid()) * cfg.grid();
     check_shape("patch_embed", "input", x, {cfg.channels, S, S});
     const std::int64_t first = cfg.class_token ? 1 : 0;
+    if (patch_embedding_weight.is_cuda()) {  // im2col on the host (the pixels are small), the rest on the GPU
+        const Tensor& w = patch_embedding_weight;
+        const Tensor cols = im2col_patches(x, cfg.patch).to(Device::Cuda);                  // (G², Cin·P·P)
+        const Tensor emb = linear(cols, w.reshape({w.size(0), w.numel() / w.size(0)}));     // (G², C)
+        Tensor out = Tensor::empty({G2 + first, C}, DType::F32, Device::Cuda);                // (N, C)
+        cuda::vit_embed({int(G2), int(C), emb.data<float>(),
+                         patch_embedding_bias.defined() ? patch_embedding_bias.data<float>() : nullptr,
+                         class_embedding.defined() ? class_embedding.data<float>() : nullptr,
+                         position_embedding_weight.data<float>(), out.data<float>()});
+        return out;
+    }
     Tensor out = Tensor::empty({G2 + first, C});  // (N, C)
     // modeling_clip.py: CLIPVisionEmbeddings.forward: cat([class_embeds, patch_embeds]) + position_embedding
     if (cfg.class_token) std::memcpy(out.data<float>(), class_embedding.data<float>(), std::size_t(C) * 4);

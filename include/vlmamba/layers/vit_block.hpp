@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "vlmamba/cuda/api.hpp"
 #include "vlmamba/layers/param.hpp"
 #include "vlmamba/ops/attention.hpp"
 #include "vlmamba/ops/elementwise.hpp"
@@ -22,7 +23,7 @@ enum class VitAct { QuickGelu, Gelu, GeluTanh };
 
 // "quick_gelu", "gelu" (erf), "gelu_pytorch_tanh" or "gelu_new" (both tanh); otherwise an error listing them.
 VitAct parse_vit_act(std::string_view name, const std::string& where);
-// y = act(y + b) in place; y: (N, I) contiguous f32, b: (I).
+// y = act(y + b) in place; y: (N, I) contiguous f32, b: (I); on either device.
 void bias_act_inplace(Tensor& y, const Tensor& b, VitAct act);
 
 // Activation buffers reused across the layers of a forward pass (outputs are written with linear_into, so a tower
@@ -32,8 +33,8 @@ struct VitScratch {
     Tensor ctx;     // (N, C)
     Tensor proj;    // (N, C)
     Tensor hidden;  // (N, I)
-    static Tensor& fit(Tensor& t, const Shape& s) {
-        if (!t.defined() || t.shape() != s) t = Tensor::empty(s);
+    static Tensor& fit(Tensor& t, const Shape& s, Device d) {
+        if (!t.defined() || t.shape() != s || t.device() != d) t = Tensor::empty(s, DType::F32, d);
         return t;
     }
 };
@@ -48,6 +49,9 @@ struct VitAttention {
 
     // `prefix` ends with "self_attn.".
     static VitAttention load(const Config& c, const std::string& prefix, const ParamSource& src);
+    VitAttention to(Device d) const {
+        return {cfg, qkv_weight.to(d), qkv_bias.to(d), out_proj_weight.to(d), out_proj_bias.to(d)};
+    }
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
     // Result in ws.proj (N, C). x may hold `images` images of N / images rows each: attention stays within one.
     void forward(const Tensor& x, VitScratch& ws, int images = 1) const;
@@ -60,6 +64,7 @@ struct VitMlp {
     Tensor fc2_weight, fc2_bias;  // (C, I), (C)
 
     static VitMlp load(const Config& c, const std::string& prefix, const ParamSource& src);
+    VitMlp to(Device d) const { return {cfg, fc1_weight.to(d), fc1_bias.to(d), fc2_weight.to(d), fc2_bias.to(d)}; }
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
     // Result in ws.proj (N, C).
     void forward(const Tensor& x, VitScratch& ws) const;
@@ -83,6 +88,11 @@ struct VitBlock {
     // timm naming (norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2, ls1.gamma, ls2.gamma); `prefix` ends with
     // "blocks.{i}.". LayerScale gammas are read when `layer_scale`.
     static VitBlock load_timm(const Config& c, bool layer_scale, const std::string& prefix, const ParamSource& src);
+    VitBlock to(Device d) const {
+        auto opt = [&](const Tensor& t) { return t.defined() ? t.to(d) : Tensor(); };
+        return {cfg, layer_norm1_weight.to(d), layer_norm1_bias.to(d), self_attn.to(d), layer_norm2_weight.to(d),
+                layer_norm2_bias.to(d), mlp.to(d), opt(ls1_gamma), opt(ls2_gamma)};
+    }
     Tensor forward(const Tensor& x) const;  // (N, C) -> (N, C)
     void forward_inplace(Tensor& x) const;  // x: (N, C) contiguous f32, updated in place
     // x: (B·N, C), B = images of N rows each (one batched product per weight, attention per image).
@@ -102,6 +112,16 @@ inline VitAct parse_vit_act(std::string_view name, const std::string& where) {
 }
 
 inline void bias_act_inplace(Tensor& y, const Tensor& b, VitAct act) {
+    if (same_device("bias_act", y, b) == Device::Cuda) {
+        VLM_CHECK(y.ndim() == 2 && y.dtype() == DType::F32 && y.is_contiguous(), "bias_act",
+                  "expected a contiguous F32 (N, I), got ", shape_str(y.shape()));
+        const Tensor bc = b.to(DType::F32);
+        const cuda::Activation a = act == VitAct::QuickGelu ? cuda::Activation::QuickGelu
+                                   : act == VitAct::GeluTanh ? cuda::Activation::GeluTanh
+                                                             : cuda::Activation::Gelu;
+        cuda::bias_act(y.data<float>(), bc.data<float>(), y.size(0), int(y.size(1)), a);
+        return;
+    }
     switch (act) {
         case VitAct::QuickGelu: assign(y, quick_gelu(y + b)); break;
         case VitAct::Gelu: assign(y, gelu(y + b)); break;
@@ -138,9 +158,9 @@ inline void VitAttention::forward(const Tensor& x, VitScratch& ws, int images) c
     check_shape("vit_attention", "input", x, {N, C});
     VLM_CHECK(images >= 1 && N % images == 0, "vit_attention", "expected ", N, " rows to split into ", images,
               " images of equal length");
-    Tensor& qkv = VitScratch::fit(ws.qkv, {N, 3 * C});  // (N, 3C) = [q | k | v]
+    Tensor& qkv = VitScratch::fit(ws.qkv, {N, 3 * C}, x.device());  // (N, 3C) = [q | k | v]
     linear_into(qkv, x, qkv_weight, qkv_bias);
-    Tensor& ctx = VitScratch::fit(ws.ctx, {N, C});      // (N, C), heads side by side
+    Tensor& ctx = VitScratch::fit(ws.ctx, {N, C}, x.device());      // (N, C), heads side by side
     const std::int64_t n = N / images;                  // rows of one image
     for (std::int64_t b = 0; b < images; ++b) {
         const Tensor t = qkv.slice(0, b * n, (b + 1) * n);  // (n, 3C)
@@ -148,7 +168,7 @@ inline void VitAttention::forward(const Tensor& x, VitScratch& ws, int images) c
         attention_into(out, t.slice(1, 0, C), t.slice(1, C, 2 * C), t.slice(1, 2 * C, 3 * C), cfg.heads,
                        1.f / std::sqrt(float(C / cfg.heads)));
     }
-    linear_into(VitScratch::fit(ws.proj, {N, C}), ctx, out_proj_weight, out_proj_bias);  // (N, C)
+    linear_into(VitScratch::fit(ws.proj, {N, C}, x.device()), ctx, out_proj_weight, out_proj_bias);  // (N, C)
 }
 
 inline Tensor VitAttention::forward(const Tensor& x) const {
@@ -170,10 +190,10 @@ inline VitMlp VitMlp::load(const Config& c, const std::string& p, const ParamSou
 
 inline void VitMlp::forward(const Tensor& x, VitScratch& ws) const {
     const std::int64_t N = x.size(0);
-    Tensor& h = VitScratch::fit(ws.hidden, {N, cfg.intermediate});  // (N, I)
+    Tensor& h = VitScratch::fit(ws.hidden, {N, cfg.intermediate}, x.device());  // (N, I)
     linear_into(h, x, fc1_weight);
     bias_act_inplace(h, fc1_bias, cfg.act);                          // act(fc1(x)) with the bias fused
-    linear_into(VitScratch::fit(ws.proj, {N, cfg.hidden}), h, fc2_weight, fc2_bias);  // (N, C)
+    linear_into(VitScratch::fit(ws.proj, {N, cfg.hidden}, x.device()), h, fc2_weight, fc2_bias);  // (N, C)
 }
 
 inline Tensor VitMlp::forward(const Tensor& x) const {
@@ -232,11 +252,11 @@ inline void VitBlock::forward_inplace(Tensor& x, VitScratch& ws, int images) con
     // modeling_clip.py: CLIPEncoderLayer.forward (the same in SiglipEncoderLayer)
     // timm vision_transformer.py: Block.forward adds ls1(attn(norm1(x))) and ls2(mlp(norm2(x)))
     self_attn.forward(layer_norm(x, layer_norm1_weight, layer_norm1_bias, cfg.eps), ws, images);
-    if (ls1_gamma.defined()) assign(x, x + ws.proj * ls1_gamma);  // x += ls1 · attn(LN1(x))
-    else assign(x, x + ws.proj);                                  // x += attn(LN1(x))
+    if (ls1_gamma.defined()) add_scaled_(x, ws.proj, ls1_gamma);  // x += ls1 · attn(LN1(x))
+    else add_(x, ws.proj);                                        // x += attn(LN1(x))
     mlp.forward(layer_norm(x, layer_norm2_weight, layer_norm2_bias, cfg.eps), ws);
-    if (ls2_gamma.defined()) assign(x, x + ws.proj * ls2_gamma);  // x += ls2 · mlp(LN2(x))
-    else assign(x, x + ws.proj);                                  // x += mlp(LN2(x))
+    if (ls2_gamma.defined()) add_scaled_(x, ws.proj, ls2_gamma);  // x += ls2 · mlp(LN2(x))
+    else add_(x, ws.proj);                                        // x += mlp(LN2(x))
 }
 
 inline void VitBlock::forward_inplace(Tensor& x) const {

@@ -34,6 +34,9 @@ struct VisionEncoder {
 
     // `prefix` is the tower's own ("vision_model." for hub checkpoints, "" for transformers 5).
     static VisionEncoder load(const VisionConfig& c, const std::string& prefix, const ParamSource& src);
+    // A copy on `d` (f32). The forward passes then run there; pixels come from the host, outputs stay on `d`.
+    VisionEncoder to(Device d) const;
+    Device device() const { return embeddings.position_embedding_weight.device(); }
 
     // pixels (1, 3, S, S) or (3, S, S), S = image_size -> every hidden state and last_hidden_state.
     VisionOutput forward(const Tensor& pixels) const;
@@ -78,6 +81,17 @@ inline VisionEncoder VisionEncoder::load(const VisionConfig& c, const std::strin
         e.layers.push_back(VitBlock::load(bc, p + "encoder.layers." + std::to_string(i) + ".", src));
     e.post_layernorm_weight = src.fetch(p + "post_layernorm.weight", {C});
     e.post_layernorm_bias = src.fetch(p + "post_layernorm.bias", {C});
+    return e;
+}
+
+inline VisionEncoder VisionEncoder::to(Device d) const {
+    auto opt = [&](const Tensor& t) { return t.defined() ? t.to(DType::F32).to(d) : Tensor(); };
+    VisionEncoder e;
+    e.cfg = cfg;
+    e.embeddings = embeddings.to(d);
+    e.pre_layrnorm_weight = opt(pre_layrnorm_weight), e.pre_layrnorm_bias = opt(pre_layrnorm_bias);
+    for (const VitBlock& b : layers) e.layers.push_back(b.to(d));
+    e.post_layernorm_weight = opt(post_layernorm_weight), e.post_layernorm_bias = opt(post_layernorm_bias);
     return e;
 }
 
@@ -128,7 +142,7 @@ inline Tensor VisionEncoder::hidden_state(const Tensor& pixels, int index) const
 
 inline Tensor VisionEncoder::features(const Tensor& pixels) const {
     Tensor x = hidden_state(pixels, cfg.feature_index());  // (N, C)
-    return cfg.class_token() ? x.slice(0, 1, x.size(0)) : x;  // (N', C), contiguous
+    return cfg.class_token() ? x.slice(0, 1, x.size(0)).contiguous() : x;  // (N', C)
 }
 
 inline Tensor VisionEncoder::features_batch(const Tensor& pixels) const {
@@ -140,7 +154,7 @@ inline Tensor VisionEncoder::features_batch(const Tensor& pixels) const {
     std::vector<Tensor> emb;
     for (std::int64_t b = 0; b < B; ++b) emb.push_back(embeddings.forward(pixels.select(0, b)));  // (N, C)
     const std::int64_t N = emb[0].size(0), C = cfg.hidden_size;
-    Tensor x = Tensor::empty({B * N, C});  // (B·N, C)
+    Tensor x = Tensor::empty({B * N, C}, DType::F32, device());  // (B·N, C)
     for (std::int64_t b = 0; b < B; ++b) {
         Tensor dst = x.slice(0, b * N, (b + 1) * N);
         copy_into(dst, emb[std::size_t(b)]);
@@ -149,7 +163,7 @@ inline Tensor VisionEncoder::features_batch(const Tensor& pixels) const {
     VitScratch ws;
     for (int i = 0; i < cfg.feature_index(); ++i) layers[std::size_t(i)].forward_inplace(x, ws, int(B));
     const std::int64_t skip = cfg.class_token() ? 1 : 0;  // CLIP drops its CLS row
-    Tensor out = Tensor::empty({B, N - skip, C});         // (B, N', C)
+    Tensor out = Tensor::empty({B, N - skip, C}, DType::F32, device());  // (B, N', C)
     for (std::int64_t b = 0; b < B; ++b) {
         Tensor dst = out.select(0, b);
         copy_into(dst, x.slice(0, b * N + skip, (b + 1) * N));

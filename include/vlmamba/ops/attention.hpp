@@ -3,7 +3,8 @@
 // (transformers modeling_clip.py / modeling_siglip.py: eager_attention_forward, no mask, no dropout).
 // The CPU path splits the work into (head, query block) tiles spread over threads: per tile, Eigen GEMMs on strided
 // views for q kᵀ and p v, an in-place exp between them, and the 1/Σ of the softmax applied to the (block, head_dim)
-// output instead of the (block, N) probabilities.
+// output instead of the (block, N) probabilities. The CUDA path: two strided-batched cuBLAS products around a row
+// softmax, over (heads, Nq, Nk) scores.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -11,9 +12,11 @@
 
 #include <Eigen/Core>
 
+#include "vlmamba/core/functors.hpp"
 #include "vlmamba/core/parallel.hpp"
 #include "vlmamba/core/tensor.hpp"
-#include "vlmamba/core/functors.hpp"
+#include "vlmamba/cuda/api.hpp"
+#include "vlmamba/ops/gemm.hpp"
 
 namespace vlmamba {
 
@@ -85,6 +88,26 @@ inline float exp_shifted_row(float* row, std::int64_t n) {
 }
 }  // namespace detail
 
+namespace detail {
+inline void attention_cuda(Tensor& out, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, int heads,
+                           float scale) {
+    auto rows = [](const Tensor& t) { return t.dtype() == DType::F32 && t.stride(1) == 1 ? t : t.contiguous().to(DType::F32); };
+    const Tensor q = rows(q_in), k = rows(k_in), v = rows(v_in);
+    const int Nq = int(q.size(0)), Nk = int(k.size(0)), C = int(q.size(1)), D = C / heads;
+    const bool tf32 = cuda_tf32();
+    Tensor scores = Tensor::empty({heads, Nq, Nk}, DType::F32, Device::Cuda);  // (H, Nq, Nk)
+    // scores[h] = q_h k_hᵀ, q_h and k_h the head's D columns
+    cuda::gemm_batched({Nq, Nk, D, q.raw(), k.raw(), scores.raw(), DType::F32, DType::F32, tf32, 1.0f, 0.0f,
+                        int(q.stride(0)), int(k.stride(0)), Nk},
+                       {heads, D, D, std::int64_t(Nq) * Nk, true});
+    cuda::softmax_rows(scores.data<float>(), std::int64_t(heads) * Nq, Nk, scale);
+    // out[:, h] = p_h v_h
+    cuda::gemm_batched({Nq, D, Nk, scores.raw(), v.raw(), out.raw(), DType::F32, DType::F32, tf32, 1.0f, 0.0f, Nk,
+                        int(v.stride(0)), int(out.stride(0))},
+                       {heads, std::int64_t(Nq) * Nk, D, D, false});
+}
+}  // namespace detail
+
 inline void attention_into(Tensor& out, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, int heads,
                            float scale) {
     detail::check_attention(q_in, k_in, v_in, heads);
@@ -93,6 +116,8 @@ inline void attention_into(Tensor& out, const Tensor& q_in, const Tensor& k_in, 
               "attention", "expected an F32 output ", shape_str(q_in.shape()), " with unit column stride, got ",
               dtype_name(out.dtype()), " ", shape_str(out.shape()), " strides ", shape_str(out.strides()));
     if (Nq == 0 || C == 0) return;
+    if (same_device("attention", out, q_in, k_in, v_in) == Device::Cuda)
+        return detail::attention_cuda(out, q_in, k_in, v_in, heads, scale);
     const Tensor q = detail::attention_operand(q_in), k = detail::attention_operand(k_in),
                  v = detail::attention_operand(v_in);
     using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -133,7 +158,7 @@ inline void attention_into(Tensor& out, const Tensor& q_in, const Tensor& k_in, 
 
 inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale) {
     detail::check_attention(q, k, v, heads);
-    Tensor out = Tensor::empty({q.size(0), q.size(1)});  // (Nq, C)
+    Tensor out = Tensor::empty({q.size(0), q.size(1)}, DType::F32, q.device());  // (Nq, C)
     attention_into(out, q, k, v, heads, scale);
     return out;
 }

@@ -1,22 +1,28 @@
 // Matrix products on row-major views through Eigen maps: matmul (A·B), linear (x·Wᵀ + b), batched bmm.
 // bf16/f16 weights are widened in registers (decode: gemv) or a panel at a time (prompts), never as a whole matrix.
+// On CUDA, linear runs through cuBLAS (f32, tf32 when allowed, or bf16 weights with bf16-rounded activations).
 #pragma once
 #include <Eigen/Core>
-#include <bit>
+#include <atomic>
 #include <vector>
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
+#include "vlmamba/core/functors.hpp"
 #include "vlmamba/core/parallel.hpp"
 #include "vlmamba/core/tensor.hpp"
-#include "vlmamba/core/functors.hpp"
+#include "vlmamba/cuda/api.hpp"
 
 namespace vlmamba {
 
 Tensor matmul(const Tensor& a, const Tensor& b);                    // (M, K)·(K, N) -> (M, N); also (B, M, K)·(B, K, N)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = {});  // (..., K)·(N, K)ᵀ + (N) -> (..., N)
 void linear_into(Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias = {});  // y: (..., N) contiguous f32
+
+// CUDA f32 products on tf32 tensor cores (off by default, as torch.backends.cuda.matmul.allow_tf32).
+void set_cuda_tf32(bool on);
+bool cuda_tf32();
 
 namespace ref {
 Tensor matmul(const Tensor& a, const Tensor& b);
@@ -170,6 +176,30 @@ inline void gemm_half_panels(float* y, const float* x, std::int64_t M, std::int6
     }, kPanel * K * M);
 }
 
+inline std::atomic<bool>& cuda_tf32_flag() {
+    static std::atomic<bool> on{false};
+    return on;
+}
+
+// y (M, N) contiguous f32 = x2 (M, K) · wᵀ (+ bias) on the GPU; x2 rows contiguous.
+inline void linear_cuda(Tensor& y, const Tensor& x2, const Tensor& w, const Tensor& bias) {
+    constexpr const char* op = "linear";
+    same_device(op, y, x2, w, bias);
+    const std::int64_t M = x2.size(0), K = x2.size(1), N = w.size(0);
+    VLM_CHECK(w.is_contiguous() && (w.dtype() == DType::F32 || w.dtype() == DType::BF16), op,
+              "on cuda, expected a contiguous F32 or BF16 weight, got ", dtype_name(w.dtype()), " strides ",
+              shape_str(w.strides()));
+    Tensor x = x2.stride(1) == 1 && x2.stride(0) >= K ? x2 : x2.contiguous();
+    if (x.dtype() != w.dtype()) x = x.to(w.dtype());  // bf16 weights multiply bf16-rounded activations
+    cuda::GemmArgs g{int(M), int(N), int(K), x.raw(), w.raw(), y.raw(), w.dtype(), DType::F32,
+                     cuda_tf32_flag().load(), 1.0f, 0.0f, int(x.stride(0)), 0, 0};
+    cuda::gemm(g);
+    if (bias.defined()) {
+        const Tensor b = bias.to(DType::F32);
+        cuda::bias_act(y.data<float>(), b.data<float>(), M, int(N), cuda::Activation::None);
+    }
+}
+
 inline void matmul_2d(float* y, std::int64_t ldy, const Tensor& a, const Tensor& b) {
     OutMap out(y, a.size(0), b.size(1), Eigen::OuterStride<>(ldy));
     const ScopedOmpThreads team;  // Eigen sizes its team from this thread's OpenMP setting: a lease of the budget
@@ -178,6 +208,8 @@ inline void matmul_2d(float* y, std::int64_t ldy, const Tensor& a, const Tensor&
 }  // namespace detail
 
 inline Tensor matmul(const Tensor& a, const Tensor& b) {
+    require_cpu("matmul", a);
+    require_cpu("matmul", b);
     if (a.ndim() == 3 && b.ndim() == 3) {
         VLM_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "matmul",
                   "expected (B, M, K)·(B, K, N), got ", shape_str(a.shape()), "·", shape_str(b.shape()));
@@ -208,6 +240,7 @@ inline void linear_into(Tensor& y, const Tensor& x, const Tensor& w, const Tenso
     const Tensor x2 = x.ndim() == 2 ? x : x.contiguous().reshape({-1, K});  // (M, K)
     const std::int64_t M = x2.size(0);
     if (M == 0 || N == 0) return;
+    if (same_device("linear", x2, y, w, bias) == Device::Cuda) return detail::linear_cuda(y, x2, w, bias);
     const bool half = w.dtype() == DType::BF16 || w.dtype() == DType::F16;
     const bool direct = (half || w.dtype() == DType::F32) && w.is_contiguous() && x2.dtype() == DType::F32 &&
                         x2.stride(1) == 1 && x2.stride(0) >= K;
@@ -236,10 +269,13 @@ inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
               shape_str(x.shape()), " and weight ", shape_str(w.shape()));
     Shape ys = x.shape();
     ys.back() = w.size(0);
-    Tensor y = Tensor::empty(ys);  // (..., N)
+    Tensor y = Tensor::empty(ys, DType::F32, x.device());  // (..., N)
     linear_into(y, x, w, bias);
     return y;
 }
+
+inline void set_cuda_tf32(bool on) { detail::cuda_tf32_flag() = on; }
+inline bool cuda_tf32() { return detail::cuda_tf32_flag().load(); }
 
 namespace ref {
 inline Tensor matmul(const Tensor& a, const Tensor& b) {

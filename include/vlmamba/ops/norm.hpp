@@ -4,6 +4,7 @@
 
 #include "vlmamba/core/parallel.hpp"
 #include "vlmamba/core/tensor.hpp"
+#include "vlmamba/cuda/api.hpp"
 
 namespace vlmamba {
 
@@ -35,6 +36,12 @@ inline void check_norm(const char* op, const Tensor& x, const Tensor& w, const T
 inline Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
     detail::check_norm("rms_norm", x, weight, nullptr);
     const std::int64_t C = x.shape().back(), R = C ? x.numel() / C : 0;
+    if (same_device("rms_norm", x, weight) == Device::Cuda) {
+        const Tensor xc = x.to(DType::F32), w = weight.dtype() == DType::BF16 ? weight : weight.to(DType::F32);
+        Tensor y = Tensor::empty(x.shape(), DType::F32, Device::Cuda);  // (..., C)
+        if (R) cuda::rms_norm({int(R), int(C), xc.data<float>(), nullptr, w.raw(), w.dtype(), y.raw(), DType::F32, eps});
+        return y;
+    }
     const Tensor xc = x.to(DType::F32), w = weight.to(DType::F32);
     Tensor y = Tensor::empty(x.shape());  // (..., C)
     const float* in = xc.data<float>();
@@ -53,6 +60,12 @@ inline Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
 inline Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
     detail::check_norm("layer_norm", x, weight, &bias);
     const std::int64_t C = x.shape().back(), R = C ? x.numel() / C : 0;
+    if (same_device("layer_norm", x, weight, bias) == Device::Cuda) {
+        const Tensor xc = x.to(DType::F32), w = weight.to(DType::F32), b = bias.to(DType::F32);
+        Tensor y = Tensor::empty(x.shape(), DType::F32, Device::Cuda);  // (..., C)
+        if (R) cuda::layer_norm({int(R), int(C), xc.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(), eps});
+        return y;
+    }
     const Tensor xc = x.to(DType::F32), w = weight.to(DType::F32), b = bias.to(DType::F32);
     Tensor y = Tensor::empty(x.shape());  // (..., C)
     const float* in = xc.data<float>();

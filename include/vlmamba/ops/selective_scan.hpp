@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "vlmamba/core/device.hpp"
 #include "vlmamba/core/error.hpp"
-#include "vlmamba/ops/scan_args.hpp"
+#include "vlmamba/core/scan_args.hpp"
+#include "vlmamba/cuda/api.hpp"
 
 namespace vlmamba {
 
@@ -18,8 +20,6 @@ template <class V>
 concept ScanVariant =
     std::is_same_v<V, ScanRef> || std::is_same_v<V, ScanStates> || std::is_same_v<V, ScanChannels>;
 
-
-
 // Runs the scan; n_threads = 0 uses the OpenMP default. Writes y and, if a.h, the final state.
 template <ScanVariant V = ScanChannels>
 void selective_scan(const ScanArgs& a, int n_threads = 0);
@@ -27,6 +27,10 @@ void selective_scan(const ScanArgs& a, int n_threads = 0);
 // One decode step: h = exp(dt A) h + (dt x) B, y = h C + D x, y *= silu(z).
 template <ScanVariant V = ScanChannels>
 void selective_state_update(const StateUpdateArgs& a, int n_threads = 0);
+
+// On the device whose memory the pointers of `a` are in: the CPU kernels above or the CUDA box (f32).
+void selective_scan(const ScanArgs& a, Device device);
+void selective_state_update(const StateUpdateArgs& a, Device device);
 
 namespace ref {
 inline float softplus(float x);
@@ -149,6 +153,16 @@ void selective_state_update(const StateUpdateArgs& a, int n_threads) {
     } else {
         cpu::selective_state_update(a, n_threads);  // one vectorised kernel (across d_state)
     }
+}
+
+inline void selective_scan(const ScanArgs& a, Device device) {
+    if (device == Device::Cuda) cuda::selective_scan(a, DType::F32);
+    else selective_scan(a);
+}
+
+inline void selective_state_update(const StateUpdateArgs& a, Device device) {
+    if (device == Device::Cuda) cuda::selective_state_update(a);
+    else selective_state_update(a);
 }
 
 }  // namespace vlmamba

@@ -51,7 +51,7 @@ inline std::vector<Result> generate_batch(const Model& m, std::span<const Reques
         const detail::TurnInput in = detail::assemble_turn(
             m, r, {}, std::span<const Tensor>(prefixes).subspan(first_image[std::size_t(b)], n_img));
         const auto t0 = std::chrono::steady_clock::now();
-        last[std::size_t(b)] = state.prefill(in.embeds, in.ids, b);
+        last[std::size_t(b)] = state.prefill(in.embeds, b);
         prefill_s[std::size_t(b)] = detail::seconds_since(t0);
         prompt_rows[std::size_t(b)] = in.embeds.size(0);
         image_rows[std::size_t(b)] = in.image_tokens;
@@ -69,7 +69,6 @@ inline std::vector<Result> generate_batch(const Model& m, std::span<const Reques
         tokens.clear();
         for (std::size_t i = 0; i < live.size(); ++i) {
             const int b = live[i];
-            if (replies[std::size_t(b)].done()) continue;  // finished earlier, kept in place (CUDA)
             const Tensor& lg = last[std::size_t(b)];
             const BatchCallback& cb = on_token;
             const TokenCallback emit = cb ? TokenCallback([&cb, b](std::string_view p) { cb(std::size_t(b), p); })
@@ -84,18 +83,12 @@ inline std::vector<Result> generate_batch(const Model& m, std::span<const Reques
             tokens.push_back(*id);
         }
         if (keep.empty()) break;
-        Tensor logits;  // (B', V)
-        if (keep.size() != live.size() && state.keep_rows(keep_pos)) {
+        if (keep.size() != live.size()) {
+            state.keep_rows(keep_pos);
             live = keep;
-            logits = state.step(tokens);
-            for (std::size_t i = 0; i < live.size(); ++i) last[std::size_t(live[i])] = logits.slice(0, i, i + 1);
-        } else {
-            // Rows stay in place (CUDA): finished rows step a filler token and are not sampled again.
-            std::vector<std::int32_t> all_tokens(live.size(), m.eos_token_id());
-            for (std::size_t k = 0; k < keep.size(); ++k) all_tokens[std::size_t(keep_pos[k])] = tokens[k];
-            logits = state.step(all_tokens);
-            for (std::size_t i = 0; i < live.size(); ++i) last[std::size_t(live[i])] = logits.slice(0, i, i + 1);
         }
+        const Tensor logits = state.step(tokens);  // (B', V)
+        for (std::size_t i = 0; i < live.size(); ++i) last[std::size_t(live[i])] = logits.slice(0, i, i + 1);
     }
     std::vector<Result> out;
     for (int b = 0; b < B; ++b) {

@@ -98,14 +98,11 @@ struct ModelLoader {
         m.fingerprint_ = 0xcbf29ce484222325ull;
         if (cobra) detail::fingerprint_cobra(m.fingerprint_, m.vl_->config());
         else detail::fingerprint_dir(m.fingerprint_, dir);
-#ifdef VLMAMBA_WITH_CUDA
-        if (o.device == Device::Cuda) {
-            m.cuda_lm_ = std::make_shared<CudaMambaLm>(CudaMambaLm::upload(m.lm(), o.weights));
-            // a single CLIP / SigLIP tower runs on the GPU; Cobra's timm towers stay on the CPU
-            if (m.vl_ && m.vl_->single_tower())
-                m.cuda_vision_ = std::make_shared<CudaVisionEncoder>(CudaVisionEncoder::upload(*m.vl_->single_tower()));
-        }
-#endif
+        if (o.device != Device::Cpu || o.weights != DType::F32)  // the LM on its device, in the asked dtype
+            m.lm_ = std::make_shared<MambaLm>(m.lm().to(o.device, o.weights));
+        // a single CLIP / SigLIP tower runs on the device; Cobra's timm towers stay on the CPU
+        if (o.device != Device::Cpu && m.vl_ && m.vl_->single_tower())
+            m.vision_ = std::make_shared<VisionEncoder>(m.vl_->single_tower()->to(o.device));
         return m;
     }
 };

@@ -24,16 +24,12 @@
 #include "vlmamba/io/tokenizer.hpp"
 #include "vlmamba/models/any_vlmamba.hpp"
 #include "vlmamba/models/mamba_lm.hpp"
-#ifdef VLMAMBA_WITH_CUDA  // defined by linking vlmamba::cuda built with nvcc
-#include "vlmamba/models/mamba_lm_cuda.hpp"
-#include "vlmamba/models/vision_encoder_cuda.hpp"
-#endif
 
 namespace vlmamba {
 
 struct ModelOptions {
     Device device = Device::Cpu;
-    DType weights = DType::F32;        // CUDA: the LM's big matrices in F32 or BF16 (the CPU computes in f32)
+    DType weights = DType::F32;        // the LM's big matrices: F32 or BF16 (CPU: also F16); the rest stays f32
     int threads = 0;                   // 0: all cores
     std::filesystem::path tokenizer;   // a tokenizer.json when the directory has none (state-spaces checkpoints, Cobra)
     std::map<std::string, std::filesystem::path> towers;  // Cobra: "dino", "siglip" -> timm tower directory
@@ -59,7 +55,8 @@ public:
     const std::string& variant() const { return variant_; }
     const std::filesystem::path& dir() const { return dir_; }
     Device device() const { return device_; }
-    const MambaLm& lm() const { return vl_ ? vl_->language_model() : *lm_; }
+    // The LM on the model's device.
+    const MambaLm& lm() const { return lm_ ? *lm_ : vl_->language_model(); }
     const zoo::AnyVlMamba* vl() const { return vl_.get(); }
     const Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
     const ChatTemplate& chat_template() const { return template_; }
@@ -71,10 +68,6 @@ public:
     }
     // FNV-1a over config.json and every tensor's name, dtype and shape: a saved state names the model it needs.
     std::uint64_t fingerprint() const { return fingerprint_; }
-#ifdef VLMAMBA_WITH_CUDA
-    const CudaMambaLm* cuda_lm() const { return cuda_lm_.get(); }
-#endif
-
     // An image as pixels (1, 3·T, S, S), preprocessed as the model's config says (T = 1 but for Cobra's towers).
     Tensor pixels(const ImageInput& image) const;
     // Image prefixes for B images (B, 3, S, S): the tower runs once over the batch, then the connector per image.
@@ -86,14 +79,11 @@ private:
     std::string variant_;
     Device device_ = Device::Cpu;
     std::shared_ptr<const zoo::AnyVlMamba> vl_;
-    std::shared_ptr<const MambaLm> lm_;  // a Mamba LM directory
+    std::shared_ptr<const MambaLm> lm_;  // a Mamba LM directory, or a VL-Mamba's LM moved to the device
     std::optional<Tokenizer> tokenizer_;
     ChatTemplate template_;
     std::uint64_t fingerprint_ = 0;
-#ifdef VLMAMBA_WITH_CUDA
-    std::shared_ptr<const CudaMambaLm> cuda_lm_;
-    std::shared_ptr<const CudaVisionEncoder> cuda_vision_;
-#endif
+    std::shared_ptr<const VisionEncoder> vision_;  // a CLIP / SigLIP tower moved to the device
     friend struct ModelLoader;
 };
 
@@ -130,14 +120,8 @@ inline std::vector<Tensor> Model::image_prefixes(const Tensor& pixels, Timings& 
     const std::int64_t B = pixels.size(0);
     auto t0 = clock::now();
     std::vector<Tensor> features;  // B × (L_v, C_v)
-#ifdef VLMAMBA_WITH_CUDA
-    if (cuda_vision_)
-        for (std::int64_t b = 0; b < B; ++b) features.push_back(cuda_vision_->features(pixels.select(0, b)));
-#endif
-    if (features.empty()) {
-        const Tensor f = vl_->features_batch(pixels);  // (B, L_v, C_v)
-        for (std::int64_t b = 0; b < B; ++b) features.push_back(f.select(0, b));
-    }
+    const Tensor f = vision_ ? vision_->features_batch(pixels).to(Device::Cpu) : vl_->features_batch(pixels);
+    for (std::int64_t b = 0; b < B; ++b) features.push_back(f.select(0, b));  // (L_v, C_v)
     t.vision += seconds(t0);
     t0 = clock::now();
     std::vector<Tensor> out;

@@ -41,7 +41,7 @@ public:
     };
     Snapshot snapshot() const { return {state_.host(), conv_}; }
     void restore(const Snapshot& s) {
-        state_.set_host(s.state, s.conv.tokens.empty() && s.conv.pending.empty());
+        state_.set_host(s.state);
         conv_ = s.conv;
     }
     // A safetensors file: the states, the history and the model's fingerprint (a different model is refused).
@@ -68,7 +68,7 @@ inline Result Session::generate(const Request& req, const TokenCallback& on_toke
     detail::TurnInput in = detail::assemble_turn(*m_, req, conv_, prefixes);
 
     auto t0 = std::chrono::steady_clock::now();
-    Tensor last = state_.prefill(in.embeds, in.ids, 0);  // (1, V)
+    Tensor last = state_.prefill(in.embeds, 0);  // (1, V)
     t.prefill = detail::seconds_since(t0);
     conv_.tokens.insert(conv_.tokens.end(), in.record.begin(), in.record.end());
     conv_.pending.clear();
@@ -95,7 +95,7 @@ inline Result Session::generate(const Request& req, const TokenCallback& on_toke
 }
 
 inline void Session::save(const std::filesystem::path& file) const {
-    const MambaState& s = state_.host();
+    const MambaState s = state_.host();
     std::vector<std::pair<std::string, Tensor>> tensors;
     for (std::size_t i = 0; i < s.conv.size(); ++i) {
         tensors.emplace_back("conv." + std::to_string(i), s.conv[i]);  // (1, E, K)

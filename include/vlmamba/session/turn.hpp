@@ -23,8 +23,7 @@ struct Conversation {
 };
 
 struct TurnInput {
-    Tensor embeds;                      // (L, D)
-    std::vector<std::int32_t> ids;      // the L ids when the turn is text only, else empty
+    Tensor embeds;                      // (L, D) on the LM's device
     std::vector<std::int32_t> record;   // the L positions as history (images as -1)
     std::vector<std::string> stop;      // the request's stop strings and the template's
     std::int64_t image_tokens = 0;
@@ -126,13 +125,11 @@ inline TurnInput assemble_turn(const Model& m, const Request& r, const Conversat
     const MambaLm& lm = m.lm();
     std::vector<std::vector<std::int32_t>> ids_of(pieces.size());
     std::int64_t L = 0;
-    bool text_only = true;
     for (std::size_t i = 0; i < pieces.size(); ++i) {
         Piece& p = pieces[i];
         if (p.prefix.defined()) {
             L += p.prefix.size(0);
             in.image_tokens += p.prefix.size(0);
-            text_only = false;
             continue;
         }
         if (!p.text.empty()) {
@@ -146,7 +143,7 @@ inline TurnInput assemble_turn(const Model& m, const Request& r, const Conversat
     }
     VLM_CHECK(L > 0, op, "expected a prompt (text, ids or an image), got nothing");
     const std::int64_t D = lm.cfg.d_model;
-    in.embeds = Tensor::empty({L, D});  // (L, D)
+    in.embeds = Tensor::empty({L, D}, DType::F32, lm.device());  // (L, D)
     std::int64_t row = 0;
     for (std::size_t i = 0; i < pieces.size(); ++i) {
         const Tensor& src = pieces[i].prefix.defined() ? pieces[i].prefix : lm.embed(ids_of[i]);  // (l, D)
@@ -158,7 +155,6 @@ inline TurnInput assemble_turn(const Model& m, const Request& r, const Conversat
         if (pieces[i].prefix.defined()) in.record.insert(in.record.end(), std::size_t(l), -1);
         else in.record.insert(in.record.end(), ids_of[i].begin(), ids_of[i].end());
     }
-    if (text_only) in.ids = in.record;
     return in;
 }
 
