@@ -149,6 +149,9 @@ void graph_destroy(Graph& g) {
 
 void selective_scan(const ScanArgs& a, DType io, Stream s) {
     check(a);
+    VLM_CHECK(!(a.stride_A || a.stride_D || a.stride_bias), "selective_scan",
+              "the kernel shares one A, D and delta_bias: per-sequence strides go through vlmamba::selective_scan(a, "
+              "Device::Cuda), got (", a.stride_A, ", ", a.stride_D, ", ", a.stride_bias, ")");
     VLM_CHECK(io == DType::F32 || io == DType::BF16, "selective_scan", "expected io dtype F32 or BF16, got ",
               dtype_name(io));
     if (io == DType::F32) detail::launch_scan<float>(a, detail::stream(s), sm_count());

@@ -48,4 +48,10 @@ void bias_residual(float*, const float*, const float*, std::int64_t, int, Stream
 void softmax_rows(float*, std::int64_t, int, float, Stream) { no_cuda("softmax_rows"); }
 void add_scaled(float*, const float*, const float*, std::int64_t, int, Stream) { no_cuda("add_scaled"); }
 void vit_embed(const VitEmbedArgs&, Stream) { no_cuda("vit_embed"); }
+void depthwise_conv2d(const DwConv2dArgs&, Stream) { no_cuda("depthwise_conv2d"); }
+void gather_rows(float*, std::int64_t, const float*, std::int64_t, const std::int64_t*, std::int64_t, int, Stream) {
+    no_cuda("gather_rows");
+}
+void merge_rows(float*, const float*, const std::int64_t*, int, std::int64_t, int, Stream) { no_cuda("merge_rows"); }
+void mul_silu(float*, const float*, std::int64_t, std::int64_t, int, Stream) { no_cuda("mul_silu"); }
 }  // namespace vlmamba::cuda

@@ -17,8 +17,7 @@
 #include "vlmamba/cuda/api.hpp"
 #include "vlmamba/cuda/decode.hpp"
 #include "vlmamba/cuda/device_buffer.hpp"
-#include "vlmamba/models/mamba_lm.hpp"
-#include "vlmamba/models/vision_encoder.hpp"
+#include "../paper_shape.hpp"
 
 namespace cu = vlmamba::cuda;
 using vlmamba::DType;
@@ -42,8 +41,9 @@ void* dev_random(std::size_t n, DType t, float lo, float hi, std::mt19937& g) {
 
 }  // namespace
 
-void bench_decode(int n_layer, std::mt19937& g);
-void bench_vision(std::mt19937& g, int layers);
+vlmamba::MambaLm bench_decode(int n_layer, std::mt19937& g);
+vlmamba::VisionEncoder bench_vision(std::mt19937& g, int layers);
+void bench_ttft(const vlmamba::MambaLm& lm, const vlmamba::VisionEncoder& tower, std::mt19937& g);
 
 int main(int argc, char** argv) {
     int n_layer = 64;
@@ -181,53 +181,21 @@ int main(int argc, char** argv) {
         for (auto v : {ws, xs, ys})
             for (void* p : v) cu::free(p);
     }
-    bench_decode(n_layer, g);
-    bench_vision(g, 27);
+    const vlmamba::MambaLm lm = bench_decode(n_layer, g);
+    const vlmamba::VisionEncoder tower = bench_vision(g, 27);
+    bench_ttft(lm, tower, g);
     return 0;
 }
 
 // A random SigLIP-SO400M/14-384-shaped tower (C 1152, I 4304, 16 heads, 729 tokens) on the GPU: time to the
 // penultimate layer (the features) in f32 and tf32, GFLOP/s against one large cuBLAS product in the same mode.
-void bench_vision(std::mt19937& g, int layers) {
+vlmamba::VisionEncoder bench_vision(std::mt19937& g, int layers) {
     using vlmamba::Tensor;
-    std::vector<float> pool(std::size_t(1) << 20);
-    std::uniform_real_distribution<float> d(-0.03f, 0.03f);
-    for (auto& x : pool) x = d(g);
-    std::size_t at = 0;
-    auto rnd = [&](vlmamba::Shape s) {
-        Tensor t = Tensor::empty(std::move(s));
-        float* p = t.data<float>();
-        for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = pool[(at++ * 7919) % pool.size()];
-        return t;
-    };
-    auto ones = [](std::int64_t n) {
-        Tensor t = Tensor::empty({n});
-        for (std::int64_t i = 0; i < n; ++i) t.data<float>()[i] = 1.0f;
-        return t;
-    };
-    vlmamba::VisionEncoder e;
-    auto& c = e.cfg;
-    c.family = vlmamba::VisionFamily::Siglip, c.hidden_size = 1152, c.intermediate_size = 4304;
-    c.num_hidden_layers = layers, c.num_attention_heads = 16, c.image_size = 384, c.patch_size = 14;
+    bench::RandomPool r(g);
+    const vlmamba::VisionEncoder e = bench::siglip_so400m(r, layers);
+    const auto& c = e.cfg;
     const std::int64_t C = c.hidden_size, I = c.intermediate_size, N = c.num_positions();
-    e.embeddings.cfg = {3, int(C), 14, 384, /*bias=*/true, /*class_token=*/false};
-    e.embeddings.patch_embedding_weight = rnd({C, 3, 14, 14});
-    e.embeddings.patch_embedding_bias = rnd({C});
-    e.embeddings.position_embedding_weight = rnd({N, C});
-    for (int i = 0; i < layers; ++i) {
-        vlmamba::VitBlock b;
-        b.cfg = {int(C), c.num_attention_heads, int(I), c.layer_norm_eps, vlmamba::VitAct::GeluTanh};
-        b.self_attn.cfg = {int(C), c.num_attention_heads};
-        b.mlp.cfg = {int(C), int(I), vlmamba::VitAct::GeluTanh};
-        b.layer_norm1_weight = ones(C), b.layer_norm1_bias = rnd({C});
-        b.self_attn.qkv_weight = rnd({3 * C, C}), b.self_attn.qkv_bias = rnd({3 * C});
-        b.self_attn.out_proj_weight = rnd({C, C}), b.self_attn.out_proj_bias = rnd({C});
-        b.layer_norm2_weight = ones(C), b.layer_norm2_bias = rnd({C});
-        b.mlp.fc1_weight = rnd({I, C}), b.mlp.fc1_bias = rnd({I});
-        b.mlp.fc2_weight = rnd({C, I}), b.mlp.fc2_bias = rnd({C});
-        e.layers.push_back(std::move(b));
-    }
-    const Tensor px = rnd({1, 3, 384, 384});
+    const Tensor px = r.f32({1, 3, 384, 384}, 30.0f);
     const int upto = c.feature_index();
     const double flop = double(upto) * (2.0 * N * (4.0 * C * C + 2.0 * C * I) + 4.0 * double(N) * N * C);
     std::printf("\nvision tower, random SigLIP-SO400M/14-384 shape, %d layers to the features: %.0f GFLOP\n", upto,
@@ -253,52 +221,17 @@ void bench_vision(std::mt19937& g, int layers) {
                     100.0 * flop / s * 1e-9 / gemm_gflops);
     }
     vlmamba::set_cuda_tf32(false);
+    return v;
 }
 
 // Decode of a random mamba-2.8b-shaped model (d_model 2560, d_inner 5120, N 16, dt_rank 160, vocab 50280, tied
 // head) with bf16 weights: tokens/s at B 1, 8, 64 through MambaLm::step_greedy on the GPU (the fused step: graph
 // replay, host syncs and the token/argmax copies included), against the read floor of the weights one step reads.
-void bench_decode(int n_layer, std::mt19937& g) {
+vlmamba::MambaLm bench_decode(int n_layer, std::mt19937& g) {
     using vlmamba::Tensor;
-    vlmamba::MambaConfig c;
-    c.d_model = 2560, c.n_layer = n_layer, c.vocab_size = 50280, c.d_state = 16, c.d_conv = 4, c.d_inner = 5120;
-    c.dt_rank = 160;
-    std::vector<std::uint16_t> pool16(std::size_t(1) << 24);
-    std::uniform_real_distribution<float> d(-0.02f, 0.02f);
-    for (auto& x : pool16) x = vlmamba::f32_to_bf16(d(g));
-    std::size_t at = 0;
-    auto bf16 = [&](vlmamba::Shape s) {  // random bf16 weights, rotating through the pool
-        Tensor t = Tensor::empty(std::move(s), DType::BF16);
-        auto* p = t.data<std::uint16_t>();
-        for (std::size_t done = 0, n = std::size_t(t.numel()); done < n;) {
-            at %= pool16.size();
-            const std::size_t k = std::min(n - done, pool16.size() - at);
-            std::memcpy(p + done, pool16.data() + at, k * 2);
-            done += k;
-            at += k * 7 / 3 + 1;
-        }
-        return t;
-    };
-    auto full = [](vlmamba::Shape s, float v) { return Tensor::full(std::move(s), v); };
-    const std::int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
-    vlmamba::MambaLm host;
-    host.cfg = c;
-    host.embedding = bf16({c.vocab_size, D});
-    host.lm_head = host.embedding;
-    host.norm_f_weight = full({D}, 1.0f);
-    Tensor convw = Tensor::empty({E, K}), A = Tensor::empty({E, N});
-    std::uniform_real_distribution<float> cw(-0.5f, 0.5f);
-    for (std::int64_t i = 0; i < convw.numel(); ++i) convw.data<float>()[i] = cw(g);
-    for (std::int64_t e = 0; e < E; ++e)
-        for (std::int64_t n = 0; n < N; ++n) A.data<float>()[e * N + n] = -float(n + 1);  // S4D-real initialisation
-    for (int i = 0; i < n_layer; ++i) {
-        vlmamba::MambaMixer m{{int(D), int(E), int(N), int(K), int(R), true}, bf16({2 * E, D}), convw,
-                              full({E}, 0.0f), bf16({R + 2 * N, E}), bf16({E, R}), full({E}, -4.6f), A,
-                              full({E}, 1.0f), bf16({D, E})};
-        host.layers.push_back({full({D}, 1.0f), std::move(m)});
-    }
-    const vlmamba::MambaLm lm = host.to(vlmamba::Device::Cuda, DType::BF16);
-    host = {};
+    bench::RandomPool r(g);
+    const vlmamba::MambaLm lm = bench::mamba_2p8b(r, n_layer, g).to(vlmamba::Device::Cuda, DType::BF16);
+    const vlmamba::MambaConfig& c = lm.cfg;
 
     // the floor: one device read of as many bytes as a step reads
     const std::size_t wbytes = (lm.step_weight_bytes() + 15) / 16 * 16;
@@ -356,4 +289,31 @@ void bench_decode(int n_layer, std::mt19937& g) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
         std::printf("prefill L 600 (B 1, all layers, last-position logits): %.2f ms\n", s * 1e3);
     }
+    return lm;
+}
+
+// Time to first token of the paper's final shape: SigLIP-SO400M/14-384 tower (tf32) -> VSS-L2/BSM connector (f32,
+// d 2560) -> the bf16 mamba-2.8b-shaped LM above, all on the GPU, from pixels to the token sampled (greedy) from the
+// prefill's logits after 729 image rows and a 32-token question; then the first recurrent step. Each phase ends with
+// the device idle (a small copy to the host), so the phases add up to the whole.
+void bench_ttft(const vlmamba::MambaLm& lm, const vlmamba::VisionEncoder& tower, std::mt19937& g) {
+    bench::RandomPool r(g);
+    const bench::VssL2Bsm conn = bench::vss_l2_bsm(r, tower.cfg.hidden_size, lm.cfg.d_model).to(vlmamba::Device::Cuda);
+    const vlmamba::Tensor px = r.f32({1, 3, tower.cfg.image_size, tower.cfg.image_size}, 30.0f);
+    const int side = tower.cfg.image_size / tower.cfg.patch_size;
+    std::vector<std::int32_t> question(32);
+    std::uniform_int_distribution<int> tok(0, lm.cfg.vocab_size - 1);
+    for (auto& x : question) x = tok(g);
+    bench::time_to_first_token(tower, conn, lm, px, question, true);  // warm-up: memory pool, cuBLAS, the graph
+    const int reps = 5;
+    bench::Phases sum;
+    for (int i = 0; i < reps; ++i) {
+        const bench::Phases p = bench::time_to_first_token(tower, conn, lm, px, question, /*tf32_tower=*/true);
+        sum.tower += p.tower / reps, sum.connector += p.connector / reps, sum.prefill += p.prefill / reps;
+        sum.step += p.step / reps;
+    }
+    std::printf("\ntime to first token, SigLIP-SO400M/14-384 (tf32) + VSS-L2/BSM (f32) + mamba-2.8b shape (bf16), "
+                "%d image rows + 32 question tokens, mean of %d:\n", side * side, reps);
+    std::printf("tower %.2f ms, connector %.2f ms, prefill %.2f ms -> first token %.2f ms; first step %.2f ms\n",
+                sum.tower, sum.connector, sum.prefill, sum.first_token(), sum.step);
 }

@@ -1,6 +1,8 @@
 // The POD argument structs of the selective scan and its decode update, and the variant tags. Light on purpose:
 // the CUDA entry points (cuda/api.hpp) include this and nothing of the CPU kernels.
 #pragma once
+#include <cstdint>
+
 #include "vlmamba/core/error.hpp"
 
 namespace vlmamba {
@@ -23,6 +25,9 @@ struct ScanArgs {
     bool h_in = false;
     float* y;                             // (B, L, E)  output
     int ld_u = 0, ld_delta = 0, ld_z = 0, ld_y = 0, ld_bc = 0;
+    // Elements between the A, D and delta_bias of consecutive sequences; 0: all share one (e.g. the K directions
+    // of a VSS scan, one launch with their own parameters: stride_A = E·N, stride_D = stride_bias = E).
+    std::int64_t stride_A = 0, stride_D = 0, stride_bias = 0;
 };
 
 // Arguments of one recurrent decode step for B sequences (mamba_ssm selective_state_update).
@@ -70,6 +75,8 @@ inline void check(const ScanArgs& a) {
                   a.d_inner, ", got ", lds[i]);
     VLM_CHECK(a.ld_bc == 0 || a.ld_bc >= a.d_state, op, "expected ld_bc = 0 or >= d_state = ", a.d_state,
               ", got ", a.ld_bc);
+    VLM_CHECK(a.stride_A >= 0 && a.stride_D >= 0 && a.stride_bias >= 0, op,
+              "expected non-negative parameter strides, got (", a.stride_A, ", ", a.stride_D, ", ", a.stride_bias, ")");
 }
 
 inline void check(const StateUpdateArgs& a) {

@@ -148,6 +148,27 @@ struct VitEmbedArgs {
 };
 void vit_embed(const VitEmbedArgs& a, Stream s = nullptr);
 
+// ---- VSS ops (the connector's SS2D) --------------------------------------------------------------------------------
+// y (H·W, C) = depthwise k×k conv of x over the row-major grid, zero padding k/2, bias, SiLU if asked. All f32.
+struct DwConv2dArgs {
+    int height, width, channels, k;
+    const float* x;        // (H·W, C), row stride ld_x (0: C)
+    const float* taps;     // (k·k, C): tap (r, q) of channel c at (r·k + q)·C + c
+    const float* bias;     // (C) or null
+    bool silu;
+    float* y;              // (H·W, C) contiguous
+    std::int64_t ld_x = 0;
+};
+void depthwise_conv2d(const DwConv2dArgs& a, Stream s = nullptr);
+// dst[r, :cols] = src[idx[r], :cols] for r < rows (idx on the device); row strides in elements.
+void gather_rows(float* dst, std::int64_t ld_dst, const float* src, std::int64_t ld_src, const std::int64_t* idx,
+                 std::int64_t rows, int cols, Stream s = nullptr);
+// dst (L, C) = Σ_k ys[k, seq[k, p]] for each grid position p: the K directions back in grid order, summed.
+void merge_rows(float* dst, const float* ys, const std::int64_t* seq, int K, std::int64_t L, int C,
+                Stream s = nullptr);
+// y (rows, cols) contiguous *= silu(z), z with row stride ld_z.
+void mul_silu(float* y, const float* z, std::int64_t ld_z, std::int64_t rows, int cols, Stream s = nullptr);
+
 // ---- GEMM (cuBLAS) -------------------------------------------------------------------------------------------------
 // c (m, n) = alpha * a (m, k) · bᵀ + beta * c with b (n, k): row-major, the layout of y = x Wᵀ.
 // ab_dtype F32 runs on tf32 tensor cores when tf32 is set (fp32 otherwise); BF16 on bf16 tensor cores with fp32

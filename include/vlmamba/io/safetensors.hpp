@@ -412,7 +412,7 @@ inline void save_safetensors(const std::filesystem::path& path,
     put(&n, 8);
     put(text.data(), text.size());
     for (std::size_t i : order) {
-        const Tensor& t = tensors[i].second;
+        const Tensor t = tensors[i].second.to(Device::Cpu);  // a tensor on the GPU is copied down first
         if (t.numel() == 0) continue;
         if (t.is_contiguous()) {
             put(t.raw(), t.nbytes());

@@ -62,6 +62,11 @@ struct VssBlock {
 
     // `prefix` ends with "vss." (e.g. "mm_projector.vss."). Missing or mis-shaped tensors are recorded by `src`.
     static VssBlock load(const Config& c, const std::string& prefix, const ParamSource& src);
+    VssBlock to(Device d) const {
+        auto f = [&](const Tensor& t) { return t.defined() ? t.to(DType::F32).to(d) : Tensor(); };
+        return {cfg, f(in_proj_weight), f(conv2d_weight), f(conv2d_bias), f(x_proj_weight), f(dt_projs_weight),
+                f(dt_projs_bias), f(A), f(Ds), f(out_norm_weight), f(out_norm_bias), f(out_proj_weight)};
+    }
 
     // x (H·W, C) tokens of an H×W grid in row-major order -> (H·W, C). `trace`, if given, receives intermediates.
     Tensor forward(const Tensor& x, int H, int W, VssTrace* trace = nullptr) const;
@@ -83,8 +88,16 @@ inline Tensor depthwise_conv2d(const Tensor& x, std::int64_t H, std::int64_t W, 
     VLM_CHECK(k % 2 == 1, op, "expected an odd kernel size, got ", k);
     check_shape(op, "bias", b, {C});
     const Tensor xc = x.dtype() == DType::F32 && x.stride(1) == 1 ? x : x.contiguous().to(DType::F32);
-    const Tensor taps = w.contiguous().reshape({C, k * k}).transpose(0, 1).contiguous().to(DType::F32);  // (k·k, C)
     const Tensor bias = b.to(DType::F32);
+    if (same_device(op, x, w, b) == Device::Cuda) {
+        const Tensor taps = w.contiguous().reshape({C, k * k}).to(Device::Cpu).transpose(0, 1).contiguous()
+                                .to(DType::F32).to(Device::Cuda);  // (k·k, C), small
+        Tensor y = Tensor::empty({H * W, C}, DType::F32, Device::Cuda);  // (H·W, C)
+        cuda::depthwise_conv2d({int(H), int(W), int(C), int(k), xc.data<float>(), taps.data<float>(),
+                                bias.data<float>(), silu, y.data<float>(), xc.stride(0)});
+        return y;
+    }
+    const Tensor taps = w.contiguous().reshape({C, k * k}).transpose(0, 1).contiguous().to(DType::F32);  // (k·k, C)
     Tensor y = Tensor::empty({H * W, C});  // (H·W, C)
     const float* xp = xc.data<float>();
     const float* tp = taps.data<float>();
@@ -187,58 +200,43 @@ Tensor VssBlock<Scan>::forward(const Tensor& x, int H, int W, VssTrace* trace) c
     // forward_corev0: x_dbl = einsum(xs, x_proj_weight). A row-wise projection commutes with the row permutation,
     // so all K projections run as one GEMM on the grid, and only the narrow result is unfolded.
     const Tensor x_dbl_grid = linear(xc, x_proj_weight.reshape({K * Q, E}));          // (L, K·Q)
-    Tensor x_dbl = Tensor::empty({K, L, Q});                                          // (K, L, Q) = [dt_low, B, C]
-    for (int k = 0; k < K; ++k)
-        cross_scan_rows(x_dbl.data<float>() + k * L * Q, Q, x_dbl_grid.data<float>() + k * Q, K * Q, Q, order, k);
+    const Tensor x_dbl = cross_scan_blocks(x_dbl_grid, order);                        // (K, L, Q) = [dt_low, B, C]
 
     // forward_corev0: dts = einsum(dts, dt_projs_weight); the bias and softplus happen inside the scan
-    Tensor dts = Tensor::empty({K, L, E});                                            // (K, L, E)
+    Tensor dts = Tensor::empty({K, L, E}, DType::F32, x.device());                    // (K, L, E)
     for (int k = 0; k < K; ++k) {
         Tensor dk = dts.select(0, k);                                                 // (L, E)
         linear_into(dk, x_dbl.select(0, k).slice(1, 0, R), dt_projs_weight.select(0, k));
     }
 
-    // forward_corev0: selective_scan(xs, dts, As, Bs, Cs, Ds, z=None, delta_bias, delta_softplus=True).
-    // A, D and the dt bias differ per direction, so each direction is one scan call (threads over channels).
-    Tensor ys = Tensor::empty({K, L, E});                                             // (K, L, E)
-    for (int k = 0; k < K; ++k) {
-        ScanArgs a{};
-        a.batch = 1;
-        a.length = int(L);
-        a.d_inner = int(E);
-        a.d_state = int(N);
-        a.u = xs.data<float>() + k * L * E;
-        a.delta = dts.data<float>() + k * L * E;
-        a.A = A.data<float>() + k * E * N;
-        a.Bm = x_dbl.data<float>() + k * L * Q + R;      // (L, N) rows of stride Q
-        a.Cm = x_dbl.data<float>() + k * L * Q + R + N;  // (L, N) rows of stride Q
-        a.ld_bc = int(Q);
-        a.D = Ds.data<float>() + k * E;
-        a.delta_bias = dt_projs_bias.data<float>() + k * E;
-        a.delta_softplus = true;
-        a.y = ys.data<float>() + k * L * E;
-        selective_scan(a);
-    }
+    // forward_corev0: selective_scan(xs, dts, As, Bs, Cs, Ds, z=None, delta_bias, delta_softplus=True): the K
+    // directions as K sequences of one scan, each with its own A, D and dt bias.
+    Tensor ys = Tensor::empty({K, L, E}, DType::F32, x.device());                     // (K, L, E)
+    ScanArgs a{};
+    a.batch = K;
+    a.length = int(L);
+    a.d_inner = int(E);
+    a.d_state = int(N);
+    a.u = xs.data<float>();
+    a.delta = dts.data<float>();
+    a.A = A.data<float>();
+    a.Bm = x_dbl.data<float>() + R;      // (K, L, N) rows of stride Q
+    a.Cm = x_dbl.data<float>() + R + N;  // (K, L, N) rows of stride Q
+    a.ld_bc = int(Q);
+    a.D = Ds.data<float>();
+    a.delta_bias = dt_projs_bias.data<float>();
+    a.delta_softplus = true;
+    a.y = ys.data<float>();
+    a.stride_A = E * N;
+    a.stride_D = a.stride_bias = E;
+    selective_scan(a, x.device());
 
     // CrossMerge.forward: back to grid positions, summed over directions
     const Tensor merged = cross_merge(ys, order);                                     // (L, E)
 
     // forward_corev0: y = self.out_norm(y); SS2D.forward: y = y * F.silu(z)
     Tensor yg = layer_norm(merged, out_norm_weight, out_norm_bias, cfg.norm_eps);    // (L, E)
-    {
-        const float* zp = xz.data<float>() + E;  // (L, E) right half of xz, row stride 2E
-        float* yp = yg.data<float>();
-        using B = fn::batch;
-        constexpr std::int64_t Wv = B::size;
-        parallel_for(L, [&](std::int64_t r) {
-            float* yr = yp + r * E;
-            const float* zr = zp + r * 2 * E;
-            std::int64_t c = 0;
-            for (; c + Wv <= E; c += Wv)
-                (B::load_unaligned(yr + c) * fn::Silu{}(B::load_unaligned(zr + c))).store_unaligned(yr + c);
-            for (; c < E; ++c) yr[c] *= fn::Silu{}(zr[c]);
-        }, E * 4);
-    }
+    mul_silu_(yg, xz.slice(1, E, 2 * E));
     if (trace) *trace = VssTrace{ys, merged};
     // SS2D.forward: out = self.out_proj(y)
     return linear(yg, out_proj_weight);                                               // (L, C)

@@ -15,6 +15,12 @@ public:
     explicit AnyVlMamba(M m, std::string name) : impl_(std::make_unique<Impl<M>>(std::move(m))), name_(std::move(name)) {}
 
     const std::string& variant() const { return name_; }  // e.g. "siglip/vss_l2/bsm", "dino+siglip/fused_mlp"
+    // Whether to() can move this variant (Cobra's timm towers cannot yet).
+    bool movable() const { return impl_->movable(); }
+    // The same variant on `d` (VlMamba::to); an error for a variant that cannot move.
+    std::shared_ptr<const AnyVlMamba> to(Device d, DType weights) const {
+        return std::shared_ptr<const AnyVlMamba>(new AnyVlMamba(impl_->to(d, weights), name_));
+    }
     const VlMambaConfig& config() const { return impl_->config(); }
     const MambaLm& language_model() const { return impl_->lm(); }
     // The CLIP / SigLIP tower; nullptr for a variant with another encoder (Cobra's timm towers).
@@ -39,6 +45,8 @@ public:
 private:
     struct Base {
         virtual ~Base() = default;
+        virtual std::unique_ptr<Base> to(Device, DType) const = 0;
+        virtual bool movable() const = 0;
         virtual const VlMambaConfig& config() const = 0;
         virtual const MambaLm& lm() const = 0;
         virtual const VisionEncoder* vision() const = 0;
@@ -54,6 +62,11 @@ private:
     struct Impl final : Base {
         M m;
         explicit Impl(M x) : m(std::move(x)) {}
+        bool movable() const override { return requires { m.to(Device::Cpu, DType::F32); }; }
+        std::unique_ptr<Base> to(Device d, DType w) const override {
+            if constexpr (requires { m.to(d, w); }) return std::make_unique<Impl>(m.to(d, w));
+            else fail("vlmamba", "this variant's towers run on the cpu only; load it with --device cpu");
+        }
         const VlMambaConfig& config() const override { return m.cfg; }
         const MambaLm& lm() const override { return m.language_model; }
         const VisionEncoder* vision() const override {
@@ -75,6 +88,7 @@ private:
             return m.text_logits(p, ids);
         }
     };
+    AnyVlMamba(std::unique_ptr<Base> impl, std::string name) : impl_(std::move(impl)), name_(std::move(name)) {}
     std::unique_ptr<Base> impl_;
     std::string name_;
 };

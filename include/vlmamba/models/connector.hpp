@@ -55,6 +55,13 @@ struct ConnectorTrace {
     Tensor vss_output;  // (L, width)
 };
 
+namespace detail {
+// Copies a defined tensor to d as f32 (an undefined one stays undefined).
+inline auto to_f32_on(Device d) {
+    return [d](const Tensor& t) { return t.defined() ? t.to(DType::F32).to(d) : Tensor(); };
+}
+}  // namespace detail
+
 struct MlpConnector {
     using Config = ConnectorConfig;
     Config cfg;
@@ -63,6 +70,10 @@ struct MlpConnector {
 
     // `prefix` is "mm_projector." in a VL-Mamba file. Missing tensors are recorded by `src`, not thrown.
     static MlpConnector load(const Config& c, const std::string& prefix, const ParamSource& src);
+    MlpConnector to(Device d) const {  // f32 on d
+        auto f = detail::to_f32_on(d);
+        return {cfg, f(linear0_weight), f(linear0_bias), f(linear2_weight), f(linear2_bias)};
+    }
     Tensor forward(const Tensor& v, int H, int W, ConnectorTrace* trace = nullptr) const;  // (L, C_v) -> (L, d)
     Tensor forward(const Tensor& v) const;                                                 // square grid
 };
@@ -77,6 +88,11 @@ struct FusedMlpConnector {
 
     // `prefix` ends with "projector." (Cobra's checkpoint: "model.projector.projector.").
     static FusedMlpConnector load(const Config& c, const std::string& prefix, const ParamSource& src);
+    FusedMlpConnector to(Device d) const {
+        auto f = detail::to_f32_on(d);
+        return {cfg, f(linear0_weight), f(linear0_bias), f(linear2_weight), f(linear2_bias), f(linear4_weight),
+                f(linear4_bias)};
+    }
     Tensor forward(const Tensor& v, int H, int W, ConnectorTrace* trace = nullptr) const;  // (L, C_v) -> (L, d)
     Tensor forward(const Tensor& v) const;
 };
@@ -91,6 +107,11 @@ struct VssMlpConnector {
     Tensor linear2_weight, linear2_bias;  // (d, d), (d)
 
     static VssMlpConnector load(const Config& c, const std::string& prefix, const ParamSource& src);
+    VssMlpConnector to(Device d) const {
+        auto f = detail::to_f32_on(d);
+        return {cfg, vss.to(d), f(norm_weight), f(norm_bias), f(linear1_weight), f(linear1_bias), f(linear2_weight),
+                f(linear2_bias)};
+    }
     Tensor forward(const Tensor& v, int H, int W, ConnectorTrace* trace = nullptr) const;  // (L, C_v) -> (L, d)
     Tensor forward(const Tensor& v) const;
 };
@@ -105,6 +126,11 @@ struct VssL2Connector {
     Tensor linear2_weight, linear2_bias;  // (d, d), (d)
 
     static VssL2Connector load(const Config& c, const std::string& prefix, const ParamSource& src);
+    VssL2Connector to(Device d) const {
+        auto f = detail::to_f32_on(d);
+        return {cfg, f(linear1_weight), f(linear1_bias), vss.to(d), f(norm_weight), f(norm_bias), f(linear2_weight),
+                f(linear2_bias)};
+    }
     Tensor forward(const Tensor& v, int H, int W, ConnectorTrace* trace = nullptr) const;  // (L, C_v) -> (L, d)
     Tensor forward(const Tensor& v) const;
 };
@@ -241,8 +267,9 @@ inline Tensor MlpConnector::forward(const Tensor& v, int H, int W, ConnectorTrac
     detail::check_tokens(v, H, W, cfg.vision_width);
     if (trace) *trace = {};
     // LLaVA builder.py mlp2x_gelu: Linear, GELU, Linear
-    const Tensor h = gelu(linear(v, linear0_weight, linear0_bias));  // (L, d)
-    return linear(h, linear2_weight, linear2_bias);                  // (L, d)
+    Tensor h = linear(v, linear0_weight, linear0_bias);  // (L, d)
+    gelu_(h);
+    return linear(h, linear2_weight, linear2_bias);      // (L, d)
 }
 
 inline Tensor MlpConnector::forward(const Tensor& v) const {
@@ -270,9 +297,11 @@ inline Tensor FusedMlpConnector::forward(const Tensor& v, int H, int W, Connecto
     detail::check_tokens(v, H, W, cfg.vision_width);
     if (trace) *trace = {};
     // nn_utils.py FusedMLPProjector: Linear, GELU, Linear, GELU, Linear
-    const Tensor h0 = gelu(linear(v, linear0_weight, linear0_bias));   // (L, 4·C_v)
-    const Tensor h2 = gelu(linear(h0, linear2_weight, linear2_bias));  // (L, d)
-    return linear(h2, linear4_weight, linear4_bias);                   // (L, d)
+    Tensor h0 = linear(v, linear0_weight, linear0_bias);   // (L, 4·C_v)
+    gelu_(h0);
+    Tensor h2 = linear(h0, linear2_weight, linear2_bias);  // (L, d)
+    gelu_(h2);
+    return linear(h2, linear4_weight, linear4_bias);       // (L, d)
 }
 
 inline Tensor FusedMlpConnector::forward(const Tensor& v) const {
@@ -303,9 +332,10 @@ Tensor VssMlpConnector<Scan>::forward(const Tensor& v, int H, int W, ConnectorTr
     detail::check_tokens(v, H, W, cfg.vision_width);
     VssTrace* vt = trace ? &trace->vss : nullptr;
     const Tensor vs = vss.forward(v, H, W, vt);                                 // V_scan = VSS(V)      (L, C_v)
-    const Tensor s = vs + v;                                                    // V_scan + V           (L, C_v)
+    const Tensor s = add(vs, v);                                                // V_scan + V           (L, C_v)
     const Tensor n = layer_norm(s, norm_weight, norm_bias, cfg.norm_eps);       // Norm(.)              (L, C_v)
-    const Tensor h = gelu(linear(n, linear1_weight, linear1_bias));             // MLP: GELU(W1 · + b1) (L, d)
+    Tensor h = linear(n, linear1_weight, linear1_bias);                         // MLP: GELU(W1 · + b1) (L, d)
+    gelu_(h);
     if (trace) {
         trace->vss_input = v;
         trace->vss_output = vs;
@@ -342,9 +372,10 @@ Tensor VssL2Connector<Scan>::forward(const Tensor& v, int H, int W, ConnectorTra
     detail::check_tokens(v, H, W, cfg.vision_width);
     VssTrace* vt = trace ? &trace->vss : nullptr;
     const Tensor v1 = linear(v, linear1_weight, linear1_bias);                  // V' = Linear1(V)       (L, d)
-    const Tensor g = gelu(v1);                                                  // GELU(V')              (L, d)
+    Tensor g = v1.clone();                                                      // GELU(V')              (L, d)
+    gelu_(g);
     const Tensor vs = vss.forward(g, H, W, vt);                                 // V_s = VSS(GELU(V'))   (L, d)
-    const Tensor s = vs + v1;                                                   // V_s + V' (pre-GELU)   (L, d)
+    const Tensor s = add(vs, v1);                                               // V_s + V' (pre-GELU)   (L, d)
     const Tensor n = layer_norm(s, norm_weight, norm_bias, cfg.norm_eps);       // Norm(.)               (L, d)
     if (trace) {
         trace->vss_input = g;

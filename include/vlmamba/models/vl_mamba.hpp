@@ -57,6 +57,7 @@ struct FamilyVisionEncoder {
     VisionEncoder encoder;
     // The tower of a VL-Mamba config: its component directory, or the "vision_tower." tensors of `root`.
     static FamilyVisionEncoder load(const VlMambaConfig& c, WeightLoader& root);
+    FamilyVisionEncoder to(Device d) const { return {encoder.to(d)}; }
     Tensor features(const Tensor& pixels) const { return encoder.features(pixels); }              // (L_v, C_v)
     Tensor features_batch(const Tensor& pixels) const { return encoder.features_batch(pixels); }  // (B, L_v, C_v)
 };
@@ -76,11 +77,18 @@ struct VlMamba {
     // Loads what a config names: the encoder (Encoder::load), then the connector and the LM from cfg.weights.
     static VlMamba load(const VlMambaConfig& cfg);
 
-    // pixels (1, 3·T, S, S) (T = 1 tower but for Cobra) -> the connector's image prefix (L_v, d).
+    // A copy on `d`: the tower and the connector in f32, the LM's large matrices in `weights` (MambaLm::to).
+    VlMamba to(Device d, DType weights = DType::F32) const
+        requires requires(const Encoder& e, const Connector& c, Device dev) { e.to(dev); c.to(dev); }
+    {
+        return {cfg, vision_tower.to(d), mm_projector.to(d), language_model.to(d, weights), tokenizer};
+    }
+    // pixels (1, 3·T, S, S) (T = 1 tower but for Cobra) on the host -> the connector's image prefix (L_v, d) on the
+    // model's device.
     Tensor image_prefix(const Tensor& pixels) const;
     // [prefix_0; prefix_1; ...; embed(ids)] -> (L_total, d).
     Tensor input_embeddings(const std::vector<Tensor>& prefixes, std::span<const std::int32_t> ids) const;
-    // Logits at the text positions only (L_text, V), after the image prefixes (the `logits --pixels` contract).
+    // Logits at the text positions only (L_text, V) on the host, after the image prefixes (`logits --pixels`).
     Tensor text_logits(const std::vector<Tensor>& prefixes, std::span<const std::int32_t> ids) const;
 };
 
@@ -199,7 +207,7 @@ Tensor VlMamba<Encoder, Connector, Lm>::input_embeddings(const std::vector<Tenso
         L += p.size(0);
     }
     VLM_CHECK(L > 0, "vlmamba", "expected at least one image or text token, got none");
-    Tensor out = Tensor::empty({L, D});  // (L_total, D)
+    Tensor out = Tensor::empty({L, D}, DType::F32, language_model.device());  // (L_total, D)
     std::int64_t row = 0;
     for (const Tensor& p : prefixes) {
         Tensor dst = out.slice(0, row, row + p.size(0));
@@ -219,7 +227,7 @@ Tensor VlMamba<Encoder, Connector, Lm>::text_logits(const std::vector<Tensor>& p
     VLM_CHECK(!ids.empty(), "vlmamba", "expected a non-empty text prompt, got 0 tokens");
     const Tensor h = language_model.forward_hidden(input_embeddings(prefixes, ids));  // (L_total, D)
     const std::int64_t L = h.size(0), T = std::int64_t(ids.size());
-    return language_model.logits(h.slice(0, L - T, L));  // (L_text, V)
+    return language_model.logits(h.slice(0, L - T, L)).to(Device::Cpu);  // (L_text, V)
 }
 
 }  // namespace vlmamba

@@ -2,6 +2,7 @@
 // stored row-major as (L, C) with L = H·W, unfolds into K sequences, one copy per direction, and K sequence
 // outputs sum back onto the grid. The directions come from a scan policy type (layers/scan_policies.hpp).
 #pragma once
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #include "vlmamba/core/parallel.hpp"
 #include "vlmamba/core/tensor.hpp"
+#include "vlmamba/cuda/api.hpp"
 #include "vlmamba/core/functors.hpp"
 
 namespace vlmamba {
@@ -51,6 +53,10 @@ ScanOrder scan_order(std::int64_t H, std::int64_t W);
 Tensor cross_scan(const Tensor& x, const ScanOrder& order);    // (L, C) -> (K, L, C)
 // Sums the K direction outputs (each in its own sequence order) back at their grid positions.
 Tensor cross_merge(const Tensor& ys, const ScanOrder& order);  // (K, L, C) -> (L, C)
+
+// Direction k takes column block k of src (L, K·Q): out[k, t] = src[grid(k, t), k·Q : (k+1)·Q] (a row-wise
+// projection of all K directions run once on the grid, then unfolded).
+Tensor cross_scan_blocks(const Tensor& src, const ScanOrder& order);  // (L, K·Q) -> (K, L, Q)
 
 // Row gather for one direction: dst[t, :C] = src[grid(k, t), :C]. Row strides in elements. Used to unfold a
 // column block of a wider matrix (e.g. one direction's part of a stacked projection).
@@ -97,6 +103,15 @@ inline void cross_scan_rows(float* dst, std::int64_t ld_dst, const float* src, s
     }, C);
 }
 
+namespace detail {
+// The order's (K, L) index table on the device.
+inline Tensor device_index(const std::vector<std::int64_t>& v) {
+    Tensor t = Tensor::empty({std::int64_t(v.size())}, DType::I64);
+    std::copy(v.begin(), v.end(), t.data<std::int64_t>());
+    return t.to(Device::Cuda);
+}
+}  // namespace detail
+
 inline Tensor cross_scan(const Tensor& x, const ScanOrder& order) {
     constexpr const char* op = "cross_scan";
     const std::int64_t L = order.length();
@@ -104,9 +119,35 @@ inline Tensor cross_scan(const Tensor& x, const ScanOrder& order) {
               L, " for grid (", order.H, ", ", order.W, ")");
     const Tensor xc = x.dtype() == DType::F32 && x.stride(1) == 1 ? x : x.contiguous().to(DType::F32);
     const std::int64_t C = xc.size(1);
-    Tensor out = Tensor::empty({order.K, L, C});  // (K, L, C)
+    Tensor out = Tensor::empty({order.K, L, C}, DType::F32, x.device());  // (K, L, C)
+    if (x.is_cuda()) {  // all K directions in one gather: out row k·L + t = x row grid[k·L + t]
+        const Tensor idx = detail::device_index(order.grid);
+        cuda::gather_rows(out.data<float>(), C, xc.data<float>(), xc.stride(0), idx.data<std::int64_t>(), order.K * L,
+                          int(C));
+        return out;
+    }
     for (int k = 0; k < order.K; ++k)
         cross_scan_rows(out.data<float>() + k * L * C, C, xc.data<float>(), xc.stride(0), C, order, k);
+    return out;
+}
+
+inline Tensor cross_scan_blocks(const Tensor& src, const ScanOrder& order) {
+    const std::int64_t L = order.length(), K = order.K;
+    VLM_CHECK(src.ndim() == 2 && src.size(0) == L && src.size(1) % K == 0 && src.dtype() == DType::F32 &&
+                  src.stride(1) == 1,
+              "cross_scan", "expected f32 (H·W, K·Q) with H·W = ", L, " and K = ", K, ", got ",
+              shape_str(src.shape()));
+    const std::int64_t Q = src.size(1) / K;
+    Tensor out = Tensor::empty({K, L, Q}, DType::F32, src.device());  // (K, L, Q)
+    const Tensor idx = src.is_cuda() ? detail::device_index(order.grid) : Tensor();
+    for (int k = 0; k < K; ++k) {
+        float* dst = out.data<float>() + k * L * Q;
+        const float* from = src.data<float>() + k * Q;
+        if (src.is_cuda())
+            cuda::gather_rows(dst, Q, from, src.stride(0), idx.data<std::int64_t>() + k * L, L, int(Q));
+        else
+            cross_scan_rows(dst, Q, from, src.stride(0), Q, order, k);
+    }
     return out;
 }
 
@@ -117,6 +158,12 @@ inline Tensor cross_merge(const Tensor& ys, const ScanOrder& order) {
               shape_str(ys.shape()), ", expected (K, H·W, C) with K = ", order.K, ", H·W = ", L);
     const Tensor yc = ys.to(DType::F32);  // contiguous
     const std::int64_t C = yc.size(2);
+    if (ys.is_cuda()) {
+        Tensor out = Tensor::empty({L, C}, DType::F32, Device::Cuda);  // (L, C)
+        const Tensor seq = detail::device_index(order.seq);
+        cuda::merge_rows(out.data<float>(), yc.data<float>(), seq.data<std::int64_t>(), order.K, L, int(C));
+        return out;
+    }
     Tensor out = Tensor::empty({L, C});  // (L, C)
     const float* yp = yc.data<float>();
     float* op_ = out.data<float>();

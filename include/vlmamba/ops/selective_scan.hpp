@@ -133,8 +133,35 @@ inline void selective_state_update(const StateUpdateArgs& a) {
 
 }  // namespace ref
 
+namespace detail {
+// The sequences of a with their own A, D and delta_bias, one at a time (the CPU kernels share one set).
+inline ScanArgs scan_item(const ScanArgs& a, int b) {
+    const std::int64_t L = a.length, E = a.d_inner, N = a.d_state;
+    auto row = [](int ld, std::int64_t contiguous) { return ld ? std::int64_t(ld) : contiguous; };
+    ScanArgs s = a;
+    s.batch = 1;
+    s.u += b * L * row(a.ld_u, E);
+    s.delta += b * L * row(a.ld_delta, E);
+    if (s.z) s.z += b * L * row(a.ld_z, E);
+    s.y += b * L * row(a.ld_y, E);
+    s.Bm += b * L * row(a.ld_bc, N);
+    s.Cm += b * L * row(a.ld_bc, N);
+    s.A += b * a.stride_A;
+    if (s.D) s.D += b * a.stride_D;
+    if (s.delta_bias) s.delta_bias += b * a.stride_bias;
+    if (s.h) s.h += b * E * N;
+    s.stride_A = s.stride_D = s.stride_bias = 0;
+    return s;
+}
+}  // namespace detail
+
 template <ScanVariant V>
 void selective_scan(const ScanArgs& a, int n_threads) {
+    if (a.stride_A || a.stride_D || a.stride_bias) {
+        check(a);
+        for (int b = 0; b < a.batch; ++b) selective_scan<V>(detail::scan_item(a, b), n_threads);
+        return;
+    }
     if constexpr (std::is_same_v<V, ScanRef>) {
         (void)n_threads;
         ref::selective_scan(a);
@@ -156,8 +183,10 @@ void selective_state_update(const StateUpdateArgs& a, int n_threads) {
 }
 
 inline void selective_scan(const ScanArgs& a, Device device) {
-    if (device == Device::Cuda) cuda::selective_scan(a, DType::F32);
-    else selective_scan(a);
+    if (device == Device::Cpu) return selective_scan(a);
+    if (!(a.stride_A || a.stride_D || a.stride_bias)) return cuda::selective_scan(a, DType::F32);
+    check(a);  // the GPU kernel shares one A, D and bias per launch: one launch per sequence
+    for (int b = 0; b < a.batch; ++b) cuda::selective_scan(detail::scan_item(a, b), DType::F32);
 }
 
 inline void selective_state_update(const StateUpdateArgs& a, Device device) {

@@ -98,11 +98,11 @@ struct ModelLoader {
         m.fingerprint_ = 0xcbf29ce484222325ull;
         if (cobra) detail::fingerprint_cobra(m.fingerprint_, m.vl_->config());
         else detail::fingerprint_dir(m.fingerprint_, dir);
-        if (o.device != Device::Cpu || o.weights != DType::F32)  // the LM on its device, in the asked dtype
-            m.lm_ = std::make_shared<MambaLm>(m.lm().to(o.device, o.weights));
-        // a single CLIP / SigLIP tower runs on the device; Cobra's timm towers stay on the CPU
-        if (o.device != Device::Cpu && m.vl_ && m.vl_->single_tower())
-            m.vision_ = std::make_shared<VisionEncoder>(m.vl_->single_tower()->to(o.device));
+        // The whole model on its device, the LM's matrices in the asked dtype (Cobra's timm towers stay on the CPU).
+        if (o.device != Device::Cpu || o.weights != DType::F32) {
+            if (m.vl_ && m.vl_->movable()) m.vl_ = m.vl_->to(o.device, o.weights);
+            else m.lm_ = std::make_shared<MambaLm>(m.lm().to(o.device, o.weights));
+        }
         return m;
     }
 };

@@ -120,7 +120,7 @@ inline std::vector<Tensor> Model::image_prefixes(const Tensor& pixels, Timings& 
     const std::int64_t B = pixels.size(0);
     auto t0 = clock::now();
     std::vector<Tensor> features;  // B × (L_v, C_v)
-    const Tensor f = vision_ ? vision_->features_batch(pixels).to(Device::Cpu) : vl_->features_batch(pixels);
+    const Tensor f = vl_->features_batch(pixels);                             // (B, L_v, C_v) on the model's device
     for (std::int64_t b = 0; b < B; ++b) features.push_back(f.select(0, b));  // (L_v, C_v)
     t.vision += seconds(t0);
     t0 = clock::now();
