@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "tuning.hpp"
 #include "vlmamba/cuda/api.hpp"
 
 extern "C" int vlmamba_link_guard_built_with_cuda = 1;
@@ -38,8 +39,8 @@ void set_scan_states_per_thread(int spt) {
               "expected 0 (automatic), 1, 2 or 4, got ", spt);
     detail::scan_spt.store(spt, std::memory_order_relaxed);
 }
-ProgrammaticLaunchScope::ProgrammaticLaunchScope(bool on) : prev_(detail::pdl_thread) { detail::pdl_thread = on; }
-ProgrammaticLaunchScope::~ProgrammaticLaunchScope() { detail::pdl_thread = prev_; }
+detail::ProgrammaticLaunchScope::ProgrammaticLaunchScope(bool on) : prev_(pdl_thread) { pdl_thread = on; }
+detail::ProgrammaticLaunchScope::~ProgrammaticLaunchScope() { pdl_thread = prev_; }
 
 void set_programmatic_launch(bool on) { detail::pdl_on.store(on, std::memory_order_relaxed); }
 

@@ -44,6 +44,19 @@ __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefe
 
 bool programmatic_launch();  // set_programmatic_launch(), on by default
 
+// For the kernels this thread launches while it lives: programmatic dependent launch only if `on` (and
+// set_programmatic_launch allows it). The fused decode step turns it off for 2 <= B <= 8, where it costs ~6%.
+class ProgrammaticLaunchScope {
+public:
+    explicit ProgrammaticLaunchScope(bool on);
+    ~ProgrammaticLaunchScope();
+    ProgrammaticLaunchScope(const ProgrammaticLaunchScope&) = delete;
+    ProgrammaticLaunchScope& operator=(const ProgrammaticLaunchScope&) = delete;
+
+private:
+    bool prev_;
+};
+
 template <class... P, class... A>
 void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s, A&&... args) {
     cudaLaunchConfig_t cfg{};

@@ -7,6 +7,7 @@
 // Also the read probe: a device read of a buffer, the floor that decode is measured against.
 #include "pack.cuh"
 #include "vlmamba/cuda/api.hpp"
+#include "tuning.hpp"
 #include "vlmamba/cuda/decode.hpp"
 
 namespace vlmamba::cuda {

@@ -2,6 +2,7 @@
 // the step's kernels enqueued on the object's stream, captured as a CUDA graph at the first run and replayed after.
 #include <algorithm>
 
+#include "common.cuh"
 #include "vlmamba/cuda/decode.hpp"
 #include "vlmamba/cuda/device_buffer.hpp"
 
@@ -157,7 +158,7 @@ void MambaStep::run(const std::int32_t* tokens, float* logits, std::int32_t* nex
     synchronize();  // the states may have been written on the default stream
     copy_h2d(m.b.tokens, tokens, std::size_t(B) * sizeof(std::int32_t));
     // PDL measured: +5% at B 1, -6% at B 8 (gemv path), +3% at B 64 (cuBLAS path)
-    const ProgrammaticLaunchScope pdl(B == 1 || B > 8);
+    const detail::ProgrammaticLaunchScope pdl(B == 1 || B > 8);
     if (m.graph.exec) {
         graph_launch(m.graph, m.stream);
     } else {

@@ -1,4 +1,5 @@
 // Stubs of vlmamba::cuda for builds without a CUDA compiler: available() is false, the rest throws.
+#include "tuning.hpp"
 #include "vlmamba/cuda/api.hpp"
 
 extern "C" int vlmamba_link_guard_built_without_cuda = 1;
@@ -28,8 +29,6 @@ Graph graph_capture(Stream, const std::function<void()>&) { no_cuda("graph_captu
 void graph_launch(const Graph&, Stream) { no_cuda("graph_launch"); }
 void graph_destroy(Graph&) { no_cuda("graph_destroy"); }
 void set_programmatic_launch(bool) { no_cuda("set_programmatic_launch"); }
-ProgrammaticLaunchScope::ProgrammaticLaunchScope(bool) : prev_(false) { no_cuda("ProgrammaticLaunchScope"); }
-ProgrammaticLaunchScope::~ProgrammaticLaunchScope() = default;
 void set_scan_states_per_thread(int) { no_cuda("set_scan_states_per_thread"); }
 void selective_scan(const ScanArgs&, DType, Stream) { no_cuda("selective_scan"); }
 void selective_state_update(const StateUpdateArgs&, Stream) { no_cuda("selective_state_update"); }

@@ -1,4 +1,5 @@
 // Stubs of the entry points in vlmamba/cuda/decode.hpp for builds without a CUDA compiler.
+#include "tuning.hpp"
 #include "vlmamba/cuda/decode.hpp"
 
 namespace vlmamba::cuda {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../cuda/tuning.hpp"
 #include "vlmamba/cuda/api.hpp"
 #include "vlmamba/cuda/decode.hpp"
 #include "vlmamba/cuda/device_buffer.hpp"

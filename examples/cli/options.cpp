@@ -10,10 +10,10 @@ namespace cli {
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f, const char* what) {
     cmd->add_option("-m,--model", f.dir, what)->required()->check(CLI::ExistingDirectory);
-    cmd->add_option("--device", f.device, "cpu | cuda (the vision tower and the LM on the GPU)")
+    cmd->add_option("--device", f.device, "cpu | cuda (the whole model on the GPU; Cobra's timm towers stay on the CPU)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
-    cmd->add_option("--dtype", f.dtype, "weights on cuda: f32 | bf16 (the CPU computes in f32)")
+    cmd->add_option("--dtype", f.dtype, "the LM's large matrices: f32 | bf16 (half the memory; products accumulate in f32)")
         ->check(CLI::IsMember({"f32", "bf16"}))
         ->capture_default_str();
     cmd->add_option("--tokenizer", f.tokenizer, "tokenizer.json, when the model directory has none")

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda_test_helpers.hpp"
+#include "../../cuda/tuning.hpp"
 #include "vlmamba/cuda/api.hpp"
 #include "vlmamba/ops/selective_scan.hpp"
 

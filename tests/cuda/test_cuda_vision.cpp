@@ -1,5 +1,5 @@
-// CudaVisionEncoder against the CPU VisionEncoder and the transformers goldens of tests/data/vision/{clip,siglip}
-// (zoo/fixtures/make_vision.py): every hidden state in f32 <= 1e-4 relative, tf32 <= 3e-3; features() equal the
+// The vision tower moved to the GPU against the CPU VisionEncoder and the transformers goldens of
+// tests/data/vision/{clip,siglip} (zoo/fixtures/make_vision.py): every hidden state in f32 <= 1e-4 relative, tf32 <= 3e-3; features() equal the
 // CPU's. The ViT ops alone (LayerNorm, activations, softmax, batched GEMM) against host references. Skipped
 // without a GPU.
 #include <doctest/doctest.h>

@@ -39,30 +39,11 @@ Graph graph_capture(Stream s, const std::function<void()>& fn);
 void graph_launch(const Graph& g, Stream s);
 void graph_destroy(Graph& g);
 
-// Decode kernels start while their predecessor finishes (programmatic dependent launch, also inside graphs); on by
-// default. Off: each kernel waits for the previous one to end, as plain launches do (for comparison).
-void set_programmatic_launch(bool on);
-// For the kernels this thread launches while it lives: programmatic dependent launch only if `on` (and the setting
-// above allows it). CudaMambaLm turns it off for 2 <= B <= 8, where it costs ~6%.
-class ProgrammaticLaunchScope {
-public:
-    explicit ProgrammaticLaunchScope(bool on);
-    ~ProgrammaticLaunchScope();
-    ProgrammaticLaunchScope(const ProgrammaticLaunchScope&) = delete;
-    ProgrammaticLaunchScope& operator=(const ProgrammaticLaunchScope&) = delete;
-
-private:
-    bool prev_;
-};
-
 // ---- selective scan and decode step (SPEC §4.3, §4.4) ------------------------------------------------------------
 // io = F32: every pointer of ScanArgs holds f32. io = BF16: u, delta, z, Bm, Cm and y hold bf16 (reinterpreted),
 // while A, D, delta_bias and h stay f32; the state and the arithmetic are f32. B sequences in one launch (the VSS
 // directions go through the batch dim).
 void selective_scan(const ScanArgs& a, DType io = DType::F32, Stream s = nullptr);
-// Tuning: states per thread of the scan kernel, 1, 2 or 4 (1 only while d_state <= 16), or 0 for the automatic
-// choice (2; 4 for f32 on large grids). Fewer states per thread mean more warps and more instructions per state.
-void set_scan_states_per_thread(int spt);
 
 // One decode step for a batch, all f32 (mamba_ssm selective_state_update): softplus, state, D and gate fused.
 void selective_state_update(const StateUpdateArgs& a, Stream s = nullptr);

@@ -1,6 +1,6 @@
 // Entry points of the decode kernels in cuda/gemv.cu and cuda/decode.cu (closed box, STYLE 9: POD
-// arguments, no CUDA headers): the small-batch product, the state update with dt_proj fused, and the device read
-// probe. All pointers are device pointers. Built without CUDA, they throw (cuda/no_cuda_decode.cpp).
+// arguments, no CUDA headers): the small-batch product, the state update with dt_proj fused, and the fused step of
+// a whole stack. All pointers are device pointers. Built without CUDA, they throw (cuda/no_cuda_decode.cpp).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -47,10 +47,6 @@ struct DtStateUpdateArgs {
     int ld_dt_x = 0;
 };
 void selective_state_update_dt(const DtStateUpdateArgs& a, Stream s = nullptr);
-
-// Reads `bytes` (a multiple of 16, 16-byte aligned) once with streaming loads; `sink` (one u32) is written only
-// in a case that never happens, so the loads stay. Timed, it gives the device read bandwidth.
-void read_probe(const void* p, std::size_t bytes, std::uint32_t* sink, Stream s = nullptr);
 
 // ---- the fused decode step of a whole Mamba stack (mamba_simple.py: Mamba.step per layer) ----------------------------
 // One object per (model, state): it owns the step's workspace, its stream and the CUDA graph of the step, captured at
