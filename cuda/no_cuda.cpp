@@ -43,7 +43,6 @@ void gemm(const GemmArgs&, Stream) { no_cuda("gemm"); }
 void gemm_batched(const GemmArgs&, const GemmBatch&, Stream) { no_cuda("gemm_batched"); }
 void layer_norm(const LayerNormArgs&, Stream) { no_cuda("layer_norm"); }
 void bias_act(float*, const float*, std::int64_t, int, Activation, Stream) { no_cuda("bias_act"); }
-void bias_residual(float*, const float*, const float*, std::int64_t, int, Stream) { no_cuda("bias_residual"); }
 void softmax_rows(float*, std::int64_t, int, float, Stream) { no_cuda("softmax_rows"); }
 void add_scaled(float*, const float*, const float*, std::int64_t, int, Stream) { no_cuda("add_scaled"); }
 void vit_embed(const VitEmbedArgs&, Stream) { no_cuda("vit_embed"); }

@@ -65,12 +65,6 @@ __global__ void bias_act_kernel(float* y, const float* b, std::int64_t rows, int
     y[i] = activate(y[i] + (b ? b[i % cols] : 0.0f), act);
 }
 
-__global__ void bias_residual_kernel(float* x, const float* y, const float* b, std::int64_t rows, int cols) {
-    const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= rows * cols) return;
-    x[i] += y[i] + (b ? b[i % cols] : 0.0f);
-}
-
 __global__ void add_scaled_kernel(float* x, const float* y, const float* g, std::int64_t rows, int cols) {
     const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= rows * cols) return;
@@ -116,12 +110,6 @@ void bias_act(float* y, const float* b, std::int64_t rows, int cols, Activation 
     const std::int64_t n = rows * cols;
     detail::bias_act_kernel<<<detail::blocks_for(n, 256), 256, 0, detail::stream(s)>>>(y, b, rows, cols, act);
     detail::check_launch("bias_act");
-}
-
-void bias_residual(float* x, const float* y, const float* b, std::int64_t rows, int cols, Stream s) {
-    const std::int64_t n = rows * cols;
-    detail::bias_residual_kernel<<<detail::blocks_for(n, 256), 256, 0, detail::stream(s)>>>(x, y, b, rows, cols);
-    detail::check_launch("bias_residual");
 }
 
 void add_scaled(float* x, const float* y, const float* g, std::int64_t rows, int cols, Stream s) {

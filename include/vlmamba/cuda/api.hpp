@@ -112,8 +112,6 @@ void layer_norm(const LayerNormArgs& a, Stream s = nullptr);
 
 enum class Activation { None, QuickGelu, Gelu, GeluTanh };  // GeluTanh: gelu_pytorch_tanh
 void bias_act(float* y, const float* b, std::int64_t rows, int cols, Activation act, Stream s = nullptr);  // y = act(y + b)
-void bias_residual(float* x, const float* y, const float* b, std::int64_t rows, int cols,
-                   Stream s = nullptr);                                                          // x += y + b
 void softmax_rows(float* x, std::int64_t rows, int cols, float scale, Stream s = nullptr);     // softmax(scale · x)
 // x (rows, cols) += y (rows, cols) · g (cols): timm's LayerScale on the residual.
 void add_scaled(float* x, const float* y, const float* g, std::int64_t rows, int cols, Stream s = nullptr);
