@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include <sys/resource.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -10,10 +12,12 @@ namespace cli {
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f, const char* what) {
     cmd->add_option("-m,--model", f.dir, what)->required()->check(CLI::ExistingDirectory);
-    cmd->add_option("--device", f.device, "cpu | cuda (the whole model on the GPU; Cobra's timm towers stay on the CPU)")
+    cmd->add_option("--device", f.device,
+                    "cpu | cuda (the whole model on the GPU; Cobra's timm towers stay on the CPU)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
-    cmd->add_option("--dtype", f.dtype, "the LM's large matrices: f32 | bf16 (half the memory; products accumulate in f32)")
+    cmd->add_option("--dtype", f.dtype,
+                    "the LM's large matrices: f32 | bf16 (half the memory; products accumulate in f32)")
         ->check(CLI::IsMember({"f32", "bf16"}))
         ->capture_default_str();
     cmd->add_option("--tokenizer", f.tokenizer, "tokenizer.json, when the model directory has none")
@@ -22,6 +26,9 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f, const char* what) {
                     "plain | llava_v1 | zephyr | chatml | a JSON file (default: the model's config.json)");
     cmd->add_option("--tower", f.towers,
                     "Cobra: a timm tower directory, NAME=DIR (dino, siglip; repeat), else from vlmamba.json");
+    cmd->add_flag("--mmap", f.mmap,
+                  "keep the weights as views of the mapped files (less memory, pages read on first use) instead of "
+                  "copying them into ordinary memory (the default: faster decoding)");
 }
 
 vlmamba::Model load_model(const ModelFlags& f) {
@@ -30,6 +37,7 @@ vlmamba::Model load_model(const ModelFlags& f) {
     o.weights = f.dtype == "bf16" ? vlmamba::DType::BF16 : vlmamba::DType::F32;
     o.tokenizer = f.tokenizer;
     o.chat_template = f.chat_template;
+    o.mmap = f.mmap;
     for (const std::string& t : f.towers) {
         const auto eq = t.find('=');
         if (eq == std::string::npos || eq == 0 || eq + 1 == t.size())
@@ -39,8 +47,11 @@ vlmamba::Model load_model(const ModelFlags& f) {
     }
     Timer t;
     vlmamba::Model m = vlmamba::Model::load(f.dir, o);
-    std::fprintf(stderr, "loaded %s (%s, %s, template %s) in %.2f s\n", f.dir.c_str(), m.variant().c_str(),
-                 vlmamba::device_name(m.device()), m.chat_template().name.c_str(), t.seconds());
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    std::fprintf(stderr, "loaded %s (%s, %s, template %s, weights %s) in %.2f s, peak RSS %.0f MB\n", f.dir.c_str(),
+                 m.variant().c_str(), vlmamba::device_name(m.device()), m.chat_template().name.c_str(),
+                 f.mmap ? "mapped" : "in memory", t.seconds(), double(ru.ru_maxrss) / 1024.0);
     return m;
 }
 

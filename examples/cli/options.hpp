@@ -15,9 +15,10 @@ namespace cli {
 struct ModelFlags {
     std::string dir, device = "cpu", dtype = "f32", tokenizer, chat_template;
     std::vector<std::string> towers;  // Cobra: NAME=DIR (dino, siglip)
+    bool mmap = false;                // weights stay views of the mapped files
 };
 void add_model_flags(CLI::App* cmd, ModelFlags& f, const char* what);
-// Loads the model (progress on stderr: "loaded DIR (variant) in S s").
+// Loads the model (progress on stderr: "loaded DIR (variant, ...) in S s, peak RSS M MB").
 vlmamba::Model load_model(const ModelFlags& f);
 
 struct PromptFlags {

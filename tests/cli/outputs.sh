@@ -61,7 +61,8 @@ fi
 
 # 3. A model file truncated while the model is in use: the next read of a lost page raises SIGBUS; the CLI prints
 #    one line naming the file and exits 1. chat loads the model, then waits for its first line on stdin. The model
-#    is the bundled one with its bf16 weights widened to f32, so that the loaded weights are views of the mapped file.
+#    is the bundled one with its bf16 weights widened to f32, and --mmap keeps the loaded weights views of the mapped
+#    file (by default they are copied into memory, and a truncated file no longer matters).
 cp -r "$repo/zoo/shapes-vlmamba" "$tmp/model"
 python3 - "$tmp/model/model.safetensors" <<'PY'
 import json, struct, sys
@@ -85,7 +86,7 @@ text += b' ' * (-len(text) % 8)
 open(path, 'wb').write(struct.pack('<Q', len(text)) + text + out)
 PY
 mkfifo "$tmp/stdin"
-"$bin" chat -m "$tmp/model" <"$tmp/stdin" >/dev/null 2>"$tmp/chat_err" &
+"$bin" chat -m "$tmp/model" --mmap <"$tmp/stdin" >/dev/null 2>"$tmp/chat_err" &
 chat=$!
 pids+=("$chat")
 exec 3>"$tmp/stdin"

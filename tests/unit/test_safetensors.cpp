@@ -259,6 +259,35 @@ TEST_CASE("WeightStore: sharded checkpoint through model.safetensors.index.json"
     CHECK(out.str().find("4 tensors, 12 elements, 40 bytes") != std::string::npos);
 }
 
+TEST_CASE("WeightStore: weights are copied into memory by default, views of the map under MappedWeights") {
+    TempDir d;
+    Tensor big = Tensor::empty({600, 1000});  // 2.4 MB: past the huge-page advice threshold
+    for (std::int64_t i = 0; i < big.numel(); ++i) big.data<float>()[i] = float(i % 977) * 0.5f;
+    save_safetensors(d.path / "model.safetensors", {{"big", big}, {"small", Tensor::full({3}, 2.f)}});
+    const WeightStore s = WeightStore::open(d.path);
+    const Tensor view = s.view("big");
+    for (const char* name : {"big", "small"}) {
+        CAPTURE(name);
+        const Tensor a = s.get(name), b = s.get(name);
+        CHECK(a.raw() != b.raw());  // two copies in ordinary memory
+        CHECK(same_bytes(a, s.view(name)));
+        WeightLoader l(s);
+        const Tensor t = l.take(name, s.info(name).shape);
+        CHECK(t.raw() != s.view(name).raw());
+        CHECK(same_bytes(t, s.view(name)));
+    }
+    CHECK(same_bytes(s.get("big"), big));
+    {
+        const MappedWeights mapped;
+        CHECK(MappedWeights::active());
+        CHECK(s.get("big").raw() == view.raw());  // the mapped file itself
+        WeightLoader l(s);
+        CHECK(l.take("big", {600, 1000}).raw() == view.raw());
+        CHECK(l.take("big", {600, 1000}, DType::BF16).dtype() == DType::BF16);  // a conversion still copies
+    }
+    CHECK_FALSE(MappedWeights::active());
+}
+
 TEST_CASE("WeightStore: a directory with model.safetensors; missing paths") {
     TempDir d;
     save_safetensors(d.path / "model.safetensors", {{"w", Tensor::full({3}, 2.f)}});

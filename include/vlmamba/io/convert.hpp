@@ -34,7 +34,7 @@ inline ConvertSummary convert_to_safetensors(const std::filesystem::path& in, co
     std::vector<std::pair<std::string, Tensor>> tensors;
     ConvertSummary s;
     for (const auto& name : store.names()) {
-        tensors.emplace_back(name, store.get(name));
+        tensors.emplace_back(name, store.view(name));  // streamed from the map, never copied whole
         s.bytes += tensors.back().second.nbytes();
     }
     s.tensors = tensors.size();

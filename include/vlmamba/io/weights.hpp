@@ -11,6 +11,9 @@
 //   ...
 //   root.finish();                                               // throws one Error listing every problem
 #pragma once
+#include <sys/mman.h>
+
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -34,6 +37,22 @@ inline constexpr const char* kPytorchSingleName = "pytorch_model.bin";
 
 enum class WeightFormat { Safetensors, Pytorch };
 
+// Where a store's tensors live once taken. By default each is copied out of the mapped file into ordinary memory
+// (huge pages where the kernel gives them): reading it is then as fast as memory, and a file changed or truncated
+// later does not matter. While a MappedWeights lives on this thread, tensors stay zero-copy views of the map:
+// less memory, pages read from the file on first use (vlmamba --mmap).
+class MappedWeights {
+public:
+    explicit MappedWeights(bool on = true);
+    ~MappedWeights();
+    MappedWeights(const MappedWeights&) = delete;
+    MappedWeights& operator=(const MappedWeights&) = delete;
+    static bool active();
+
+private:
+    bool prev_;
+};
+
 // What a store knows of one tensor without reading it.
 struct WeightInfo {
     DType dtype = DType::F32;
@@ -53,7 +72,9 @@ public:
     bool sharded() const { return sharded_; }
     WeightFormat format() const { return format_; }
     bool contains(std::string_view name) const { return where_.find(name) != where_.end(); }
-    Tensor get(std::string_view name) const;                     // throws naming the store and tensor
+    // The tensor in ordinary memory, or a view of the map under MappedWeights; throws naming the store and tensor.
+    Tensor get(std::string_view name) const;
+    Tensor view(std::string_view name) const;                    // always the view of the mapped file, as stored
     WeightInfo info(std::string_view name) const;                // throws naming the store and tensor
     std::vector<std::string> names() const;                      // sorted
     // Safetensors stores: the file (shard) that holds `name`, and all files (empty for PyTorch stores).
@@ -241,10 +262,42 @@ inline WeightInfo WeightStore::info(std::string_view name) const {
     return {e.dtype, e.shape, e.nbytes(), f.path()};
 }
 
-inline Tensor WeightStore::get(std::string_view name) const {
+namespace detail {
+inline bool& mapped_weights_flag() {
+    thread_local bool on = false;
+    return on;
+}
+
+// A contiguous copy of t in ordinary memory; large buffers are offered to transparent huge pages before the copy
+// touches them (best effort: madvise errors are ignored).
+inline Tensor in_memory(const Tensor& t) {
+    Tensor c = Tensor::empty(t.shape(), t.dtype());
+    constexpr std::uintptr_t page = 4096, huge = std::uintptr_t(2) << 20;
+    if (c.nbytes() >= huge) {
+        const auto begin = (reinterpret_cast<std::uintptr_t>(c.raw()) + page - 1) / page * page;
+        const auto end = (reinterpret_cast<std::uintptr_t>(c.raw()) + c.nbytes()) / page * page;
+        if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+    }
+    copy_into(c, t);
+    return c;
+}
+}  // namespace detail
+
+inline MappedWeights::MappedWeights(bool on) : prev_(detail::mapped_weights_flag()) {
+    detail::mapped_weights_flag() = on;
+}
+inline MappedWeights::~MappedWeights() { detail::mapped_weights_flag() = prev_; }
+inline bool MappedWeights::active() { return detail::mapped_weights_flag(); }
+
+inline Tensor WeightStore::view(std::string_view name) const {
     auto it = where_.find(name);
     if (it == where_.end()) fail("weights", path_.string(), ": no tensor ", detail::quote(name));
     return format_ == WeightFormat::Pytorch ? checkpoints_[it->second].get(name) : files_[it->second].get(name);
+}
+
+inline Tensor WeightStore::get(std::string_view name) const {
+    const Tensor t = view(name);
+    return MappedWeights::active() ? t : detail::in_memory(t);
 }
 
 inline std::vector<std::string> WeightStore::names() const {
@@ -277,20 +330,24 @@ inline Tensor WeightLoader::lookup(std::string_view name, const Shape& expected,
                                      shape_str(expected) + where);
         return {};
     }
-    return store_->get(full);
+    return store_->view(full);
 }
 
 inline Tensor WeightLoader::take(std::string_view name, const Shape& expected) {
-    return lookup(name, expected, true);
+    const Tensor t = lookup(name, expected, true);
+    return !t.defined() || MappedWeights::active() ? t : detail::in_memory(t);
 }
 
 inline Tensor WeightLoader::take(std::string_view name, const Shape& expected, DType dtype) {
-    Tensor t = lookup(name, expected, true);
-    return !t.defined() || t.dtype() == dtype ? t : t.to(dtype);
+    const Tensor t = lookup(name, expected, true);
+    if (!t.defined()) return t;
+    if (t.dtype() != dtype) return t.to(dtype);  // a conversion is a copy in ordinary memory anyway
+    return MappedWeights::active() ? t : detail::in_memory(t);
 }
 
 inline Tensor WeightLoader::take_optional(std::string_view name, const Shape& expected) {
-    return lookup(name, expected, false);
+    const Tensor t = lookup(name, expected, false);
+    return !t.defined() || MappedWeights::active() ? t : detail::in_memory(t);
 }
 
 inline std::vector<std::string> WeightLoader::unused() const {

@@ -154,11 +154,10 @@ inline MambaLm MambaLm::load(const MambaConfig& c, const ParamSource& src, const
         m.layers.push_back(std::move(b));
     }
     m.norm_f_weight = src.fetch(prefix + "backbone.norm_f.weight", {D});
-    // A tied head may be stored as a duplicate or be absent (SPEC §5.1-5.2).
+    // A tied head may be stored as a duplicate or be absent (SPEC §5.1-5.2); tied, the model keeps one copy.
     if (!c.tie_embeddings || src.contains(prefix + "lm_head.weight"))
         m.lm_head = src.fetch(prefix + "lm_head.weight", {V, D});
-    else
-        m.lm_head = m.embedding;
+    if (c.tie_embeddings) m.lm_head = m.embedding;
     return m;
 }
 

@@ -70,6 +70,7 @@ struct ModelLoader {
         VLM_CHECK(std::filesystem::is_directory(dir), op, dir.string(), ": expected a model directory, got ",
                   std::filesystem::exists(dir) ? "a file" : "nothing");
         if (o.device == Device::Cuda) detail::require_cuda(dir);
+        const MappedWeights mapped(o.mmap);
         const nlohmann::json j = read_json_file(dir / "config.json", op);
         Model m;
         m.dir_ = dir;

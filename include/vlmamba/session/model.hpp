@@ -34,6 +34,7 @@ struct ModelOptions {
     std::filesystem::path tokenizer;   // a tokenizer.json when the directory has none (state-spaces checkpoints, Cobra)
     std::map<std::string, std::filesystem::path> towers;  // Cobra: "dino", "siglip" -> timm tower directory
     std::string chat_template;         // a template name or a JSON file; empty: the directory's default
+    bool mmap = false;                 // weights stay views of the mapped files (io/weights.hpp MappedWeights)
 };
 
 // An image for a request: a file, a decoded image, or preprocessed pixels (3, S, S) or (1, 3, S, S); a model of
